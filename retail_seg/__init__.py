@@ -1,0 +1,1 @@
+"""retail_seg: segment a retailer's customers by purchasing behaviour."""

@@ -1,0 +1,3 @@
+from retail_seg.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""Command line: `python -m retail_seg synthesize|run`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def _synthesize(args: argparse.Namespace) -> int:
+    from retail_seg.core.synthetic import write_synthetic
+
+    transactions, planted = write_synthetic(Path(args.out), customers=args.customers, seed=args.seed)
+    print(f"wrote {transactions} and {planted}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from retail_seg.definitions import defs, segmentation_job
+
+    run_config = {"ops": {"customer_features": {"config": {"as_of": args.as_of}}}} if args.as_of else None
+    job = defs.resolve_job_def(segmentation_job.name)
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
+    materialized = sorted(
+        event.asset_key.to_user_string() for event in result.get_asset_materialization_events()
+    )
+    print(f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
+    print(f"materialized: {', '.join(materialized) or 'nothing'}")
+    if not result.success:
+        for event in result.all_events:
+            if event.is_step_failure:
+                print(f"step {event.step_key} failed: {event.step_failure_data.error.message.strip()}")
+        return 1
+    report = Path(os.environ["RETAIL_SEG_REPORTS"]) / "index.html"
+    print(f"report: {report}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m retail_seg", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    synthesize = commands.add_parser("synthesize", help="write the seeded default data set")
+    synthesize.add_argument("--out", default="data/synthetic", help="output folder")
+    synthesize.add_argument("--customers", type=int, default=5000)
+    synthesize.add_argument("--seed", type=int, default=20251201)
+    synthesize.set_defaults(handler=_synthesize)
+
+    run = commands.add_parser("run", help="materialize every asset (needs the RETAIL_SEG_* variables)")
+    run.add_argument("--as-of", help="measure features at this ISO date instead of after the latest line")
+    run.set_defaults(handler=_run)
+
+    args = parser.parse_args(argv)
+    return args.handler(args)
+

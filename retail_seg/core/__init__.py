@@ -1,0 +1,1 @@
+"""The pure core: plain functions over DuckDB connections, DataFrames and arrays. Never imports dagster."""

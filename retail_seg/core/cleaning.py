@@ -1,0 +1,173 @@
+"""Staging: type the raw text, reject what cannot be trusted (keeping the reason), flag returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+from retail_seg.core.sources import RAW_COLUMNS
+from retail_seg.core.warehouse import (
+    CUSTOMERS,
+    RAW_TRANSACTIONS,
+    REJECTED_ROWS,
+    STAGING_TRANSACTIONS,
+    build_candidate,
+)
+
+# Each rejected row carries the first rule it breaks, in this order. The text is what a reader sees.
+REJECTION_RULES = {
+    "missing_customer_id": "no customer id, so the line cannot be attributed to a customer",
+    "unparseable_invoice_date": "invoice date is not a date",
+    "quantity_not_a_number": "quantity is not a number",
+    "unit_price_not_a_number": "unit price is not a number",
+    "zero_quantity": "quantity is zero",
+    "fractional_quantity": "quantity is not a whole number",
+    "non_positive_unit_price": "unit price is zero or negative",
+    "absurd_quantity": "quantity beyond the plausible maximum (in either direction)",
+    "duplicate_line": "exact copy of an earlier line in the same source",
+}
+
+# Dates as the known exports write them; ISO is tried first by a plain cast.
+DATE_FORMATS = ["%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%m/%d/%Y"]
+
+GENDER_SPELLINGS = {
+    "female": ("f", "female", "woman", "w", "fem", "girl", "mrs", "ms", "miss"),
+    "male": ("m", "male", "man", "boy", "mr"),
+    "other": ("other", "o", "x", "non-binary", "nonbinary", "diverse"),
+}
+
+
+@dataclass(frozen=True)
+class CleaningResult:
+    """Counts of a staging build."""
+
+    clean_rows: int
+    rejected_by_rule: dict[str, int]
+
+    @property
+    def rejected_rows(self) -> int:
+        return sum(self.rejected_by_rule.values())
+
+
+def _gender_sql(column: str) -> str:
+    cases = " ".join(
+        f"WHEN lower(trim({column})) IN ({', '.join(repr(s) for s in spellings)}) THEN '{gender}'"
+        for gender, spellings in GENDER_SPELLINGS.items()
+    )
+    return f"CASE {cases} END"
+
+
+_JUDGED_SQL = f"""
+    WITH typed AS (
+        SELECT *,
+            nullif(regexp_replace(trim(customer_id), '\\.0+$', ''), '') AS customer_key,
+            coalesce(try_cast(trim(invoice_date) AS TIMESTAMP),
+                     try_strptime(trim(invoice_date), {DATE_FORMATS!r})) AS invoice_ts,
+            try_cast(trim(quantity) AS DOUBLE) AS quantity_num,
+            try_cast(trim(unit_price) AS DOUBLE) AS unit_price_num,
+            row_number() OVER (
+                PARTITION BY {", ".join(RAW_COLUMNS)} ORDER BY source_row
+            ) AS copy_number
+        FROM {RAW_TRANSACTIONS}
+    )
+    SELECT *,
+        CASE
+            WHEN customer_key IS NULL THEN 'missing_customer_id'
+            WHEN invoice_ts IS NULL THEN 'unparseable_invoice_date'
+            WHEN quantity_num IS NULL OR isnan(quantity_num) THEN 'quantity_not_a_number'
+            WHEN unit_price_num IS NULL OR isnan(unit_price_num) THEN 'unit_price_not_a_number'
+            WHEN quantity_num = 0 THEN 'zero_quantity'
+            WHEN quantity_num <> round(quantity_num) THEN 'fractional_quantity'
+            WHEN unit_price_num <= 0 THEN 'non_positive_unit_price'
+            WHEN abs(quantity_num) > $max_abs_quantity THEN 'absurd_quantity'
+            WHEN copy_number > 1 THEN 'duplicate_line'
+        END AS rule
+    FROM typed
+"""
+
+_CLEAN_SQL = f"""
+    SELECT
+        trim(invoice_no) AS invoice_no,
+        trim(stock_code) AS stock_code,
+        nullif(trim(description), '') AS description,
+        CAST(quantity_num AS BIGINT) AS quantity,
+        unit_price_num AS unit_price,
+        invoice_ts AS invoice_date,
+        customer_key AS customer_id,
+        nullif(trim(country), '') AS country,
+        CASE WHEN try_cast(trim(age) AS DOUBLE) BETWEEN 0 AND 120
+             THEN CAST(round(try_cast(trim(age) AS DOUBLE)) AS INTEGER) END AS age,
+        {_gender_sql("gender")} AS gender,
+        nullif(trim(product_category), '') AS product_category,
+        (upper(trim(invoice_no)) LIKE 'C%' OR quantity_num < 0) AS is_return,
+        round(quantity_num * unit_price_num, 4) AS line_total,
+        load_id,
+        source_row
+    FROM _judged
+    WHERE rule IS NULL
+"""
+
+_REJECTED_SQL = f"""
+    SELECT load_id, source_file, source_row, rule, {", ".join(RAW_COLUMNS)}
+    FROM _judged
+    WHERE rule IS NOT NULL
+"""
+
+
+def clean_transactions(conn: duckdb.DuckDBPyConnection, max_abs_quantity: int = 10_000) -> CleaningResult:
+    """Build the candidates of `staging.transactions` and `staging.rejected_rows` from `raw.transactions`.
+
+    Every raw row lands in exactly one of the two. Cancellations (`C` invoices, negative quantities)
+    stay as returns: they reduce what a customer spent.
+    """
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE _judged AS {_JUDGED_SQL}", {"max_abs_quantity": max_abs_quantity}
+    )
+    try:
+        build_candidate(conn, STAGING_TRANSACTIONS, _CLEAN_SQL)
+        build_candidate(conn, REJECTED_ROWS, _REJECTED_SQL)
+        by_rule = dict(
+            conn.execute(
+                "SELECT rule, count(*) FROM _judged WHERE rule IS NOT NULL GROUP BY rule ORDER BY rule"
+            ).fetchall()
+        )
+        clean = conn.execute("SELECT count(*) FROM _judged WHERE rule IS NULL").fetchone()[0]
+    finally:
+        conn.execute("DROP TABLE IF EXISTS _judged")
+    return CleaningResult(clean_rows=clean, rejected_by_rule=by_rule)
+
+
+_CUSTOMERS_SQL = f"""
+    SELECT
+        customer_id,
+        mode(age) AS age,
+        mode(gender) AS gender,
+        mode(country) AS country,
+        min(invoice_date) AS first_seen,
+        max(invoice_date) AS last_seen,
+        count(*) AS lines
+    FROM {STAGING_TRANSACTIONS}
+    GROUP BY customer_id
+    ORDER BY customer_id
+"""
+
+
+@dataclass(frozen=True)
+class CustomerBuild:
+    """Counts of a customer build: how many customers, and how many the source gave demographics for."""
+
+    customers: int
+    with_age: int
+    with_gender: int
+
+
+def build_customers(conn: duckdb.DuckDBPyConnection) -> CustomerBuild:
+    """Build `staging.customers`'s candidate: one row per customer with the demographics the source has.
+
+    A customer's age, gender and country are the values their lines give most often, so one mistyped
+    line does not move them.
+    """
+    build_candidate(conn, CUSTOMERS, _CUSTOMERS_SQL)
+    counts = conn.execute(f"SELECT count(*), count(age), count(gender) FROM {CUSTOMERS.candidate}").fetchone()
+    return CustomerBuild(*counts)

@@ -1,0 +1,91 @@
+"""Customer features: recency, frequency and monetary value, aggregated in DuckDB."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import duckdb
+
+from retail_seg.core.warehouse import CUSTOMER_FEATURES, STAGING_TRANSACTIONS, build_candidate
+
+RFM_COLUMNS = ("recency_days", "frequency", "monetary")
+
+# The as-of date defaults to the day after the latest transaction, never the wall clock.
+_AS_OF_CTE = f"""
+    as_of AS (
+        SELECT coalesce(CAST($as_of AS DATE), CAST(max(invoice_date) AS DATE) + 1) AS as_of
+        FROM {STAGING_TRANSACTIONS}
+    )
+"""
+
+_FEATURES_SQL = f"""
+    WITH {_AS_OF_CTE},
+    lines AS (
+        SELECT t.*, a.as_of FROM {STAGING_TRANSACTIONS} t, as_of a WHERE t.invoice_date < a.as_of
+    ),
+    per_customer AS (
+        SELECT
+            customer_id,
+            any_value(as_of) AS as_of,
+            max(invoice_date) FILTER (WHERE NOT is_return) AS last_purchase,
+            min(invoice_date) FILTER (WHERE NOT is_return) AS first_purchase,
+            count(DISTINCT invoice_no) FILTER (WHERE NOT is_return) AS frequency,
+            sum(line_total) AS monetary
+        FROM lines
+        GROUP BY customer_id
+    )
+    SELECT
+        customer_id,
+        date_diff('day', CAST(last_purchase AS DATE), as_of) AS recency_days,
+        frequency,
+        round(monetary, 2) AS monetary,
+        first_purchase,
+        last_purchase,
+        as_of
+    FROM per_customer
+    WHERE frequency >= 1 AND monetary > 0
+    ORDER BY customer_id
+"""
+
+
+@dataclass(frozen=True)
+class FeatureBuild:
+    """What a feature build produced and what it left out."""
+
+    as_of: dt.date
+    customers: int
+    without_purchase: int
+    non_positive_spend: int
+
+
+def build_customer_features(conn: duckdb.DuckDBPyConnection, as_of: dt.date | None = None) -> FeatureBuild:
+    """Build `marts.customer_features`'s candidate: one row per customer who bought something before `as_of`.
+
+    Recency is whole days from the last purchase to `as_of` (by default the day after the latest
+    transaction, so the same input always gives the same features); frequency counts distinct purchase
+    invoices; monetary is net spend, returns subtracted. Customers whose returns cancel all they bought
+    have no spend to segment and are counted, not featured.
+    """
+    build_candidate(conn, CUSTOMER_FEATURES, _FEATURES_SQL, {"as_of": as_of})
+    chosen_as_of, customers = conn.execute(
+        f"SELECT max(as_of), count(*) FROM {CUSTOMER_FEATURES.candidate}"
+    ).fetchone()
+    excluded = conn.execute(
+        f"""
+        WITH {_AS_OF_CTE}
+        SELECT
+            count(*) FILTER (WHERE purchases = 0),
+            count(*) FILTER (WHERE purchases > 0 AND spend <= 0)
+        FROM (
+            SELECT customer_id, count(*) FILTER (WHERE NOT is_return) AS purchases, sum(line_total) AS spend
+            FROM {STAGING_TRANSACTIONS}, as_of
+            WHERE invoice_date < as_of.as_of
+            GROUP BY customer_id
+        )
+        """,
+        {"as_of": as_of},
+    ).fetchone()
+    return FeatureBuild(
+        as_of=chosen_as_of, customers=customers, without_purchase=excluded[0], non_positive_spend=excluded[1]
+    )

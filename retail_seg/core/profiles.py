@@ -1,0 +1,82 @@
+"""Segment profiles: what each cluster looks like, a name derived from its numbers, and what to do about it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from retail_seg.core.features import RFM_COLUMNS
+
+RECOMMENDATIONS = {
+    "high-value": "Reward and retain: loyalty programme, early access and service, not discounts.",
+    "frequent": "Grow the basket: bundles and cross-sell to customers who already come back often.",
+    "big-spender": "Raise frequency: replenishment reminders and account management for large orders.",
+    "new": "Onboard: welcome series and a second-purchase incentive while the first order is fresh.",
+    "at-risk": "Win back now: a personal reactivation offer before valuable customers lapse for good.",
+    "lapsed": "Reactivate cheaply: occasional promotions only; do not spend retention budget here.",
+    "low-frequency": "Promotions that give a reason to come back: vouchers with an expiry date.",
+}
+
+
+def label_profile(recency_z: float, frequency_z: float, monetary_z: float) -> str:
+    """A business label from how a cluster's median log R, F and M sit against all customers (z-scores).
+
+    Lower recency is better, so a negative recency_z means recent buyers.
+    """
+    if frequency_z > 0.5 and monetary_z > 0.5 and recency_z < 0:
+        return "high-value"
+    if recency_z > 0.5:
+        return "at-risk" if frequency_z > 0 or monetary_z > 0 else "lapsed"
+    if recency_z < -0.5 and frequency_z < -0.5:
+        return "new"
+    if frequency_z > 0.25:
+        return "frequent"
+    if monetary_z > 0.5:
+        return "big-spender"
+    return "low-frequency"
+
+
+def _unique_names(labels: list[str]) -> list[str]:
+    """Number repeated labels ("at-risk 1", "at-risk 2") in cluster order, which is by spend."""
+    counts = pd.Series(labels).value_counts()
+    seen: dict[str, int] = {}
+    names = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        names.append(f"{label} {seen[label]}" if counts[label] > 1 else label)
+    return names
+
+
+def profile_segments(
+    features: pd.DataFrame, clusters: pd.DataFrame, customers: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per cluster: size, shares, mean and median R/F/M, demographics, label and recommendation."""
+    data = features.merge(clusters, on="customer_id", validate="one_to_one")
+    if customers is not None and len(customers):
+        data = data.merge(customers[["customer_id", "age", "gender"]], on="customer_id", how="left")
+    logged = np.log1p(data[list(RFM_COLUMNS)].astype(float))
+    z = (logged - logged.mean()) / logged.std(ddof=0).replace(0, 1)
+    grouped = data.groupby("cluster")
+    profile = pd.DataFrame(
+        {
+            "customers": grouped.size(),
+            "revenue": grouped["monetary"].sum().round(2),
+        }
+    )
+    profile["customer_share"] = (profile["customers"] / profile["customers"].sum()).round(4)
+    profile["revenue_share"] = (profile["revenue"] / profile["revenue"].sum()).round(4)
+    for column in RFM_COLUMNS:
+        profile[f"mean_{column}"] = grouped[column].mean().round(2)
+        profile[f"median_{column}"] = grouped[column].median()
+    if "age" in data:
+        profile["mean_age"] = grouped["age"].mean().round(1)
+        profile["female_share"] = grouped["gender"].apply(lambda g: (g == "female").sum() / max(g.notna().sum(), 1))
+        profile["female_share"] = profile["female_share"].round(4)
+    median_z = z.groupby(data["cluster"]).median()
+    labels = [
+        label_profile(row["recency_days"], row["frequency"], row["monetary"]) for _, row in median_z.iterrows()
+    ]
+    profile["label"] = labels
+    profile["segment"] = _unique_names(labels)
+    profile["recommendation"] = [RECOMMENDATIONS[label] for label in labels]
+    return profile.reset_index()

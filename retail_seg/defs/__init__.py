@@ -1,0 +1,1 @@
+"""The thin Dagster layer: assets read, call core, write and describe."""
