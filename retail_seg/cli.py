@@ -20,7 +20,9 @@ def _run(args: argparse.Namespace) -> int:
 
     from retail_seg.definitions import defs, segmentation_job
 
-    run_config = {"ops": {"customer_features": {"config": {"as_of": args.as_of}}}} if args.as_of else None
+    run_config: dict = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    if args.as_of:
+        run_config["ops"] = {"customer_features": {"config": {"as_of": args.as_of}}}
     job = defs.resolve_job_def(segmentation_job.name)
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
@@ -55,4 +57,3 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     return args.handler(args)
-

@@ -65,7 +65,9 @@ _JUDGED_SQL = f"""
             coalesce(try_cast(trim(invoice_date) AS TIMESTAMP),
                      try_strptime(trim(invoice_date), {DATE_FORMATS!r})) AS invoice_ts,
             try_cast(trim(quantity) AS DOUBLE) AS quantity_num,
-            try_cast(trim(unit_price) AS DOUBLE) AS unit_price_num,
+            -- Money is summed exactly: returns that cancel a purchase must net to zero, not to 1e-14.
+            -- Through DOUBLE first so that '1e-3' and Parquet's float text parse too.
+            try_cast(try_cast(trim(unit_price) AS DOUBLE) AS DECIMAL(18, 4)) AS unit_price_exact,
             row_number() OVER (
                 PARTITION BY {", ".join(RAW_COLUMNS)} ORDER BY source_row
             ) AS copy_number
@@ -76,10 +78,10 @@ _JUDGED_SQL = f"""
             WHEN customer_key IS NULL THEN 'missing_customer_id'
             WHEN invoice_ts IS NULL THEN 'unparseable_invoice_date'
             WHEN quantity_num IS NULL OR isnan(quantity_num) THEN 'quantity_not_a_number'
-            WHEN unit_price_num IS NULL OR isnan(unit_price_num) THEN 'unit_price_not_a_number'
+            WHEN unit_price_exact IS NULL THEN 'unit_price_not_a_number'
             WHEN quantity_num = 0 THEN 'zero_quantity'
             WHEN quantity_num <> round(quantity_num) THEN 'fractional_quantity'
-            WHEN unit_price_num <= 0 THEN 'non_positive_unit_price'
+            WHEN unit_price_exact <= 0 THEN 'non_positive_unit_price'
             WHEN abs(quantity_num) > $max_abs_quantity THEN 'absurd_quantity'
             WHEN copy_number > 1 THEN 'duplicate_line'
         END AS rule
@@ -92,7 +94,7 @@ _CLEAN_SQL = f"""
         trim(stock_code) AS stock_code,
         nullif(trim(description), '') AS description,
         CAST(quantity_num AS BIGINT) AS quantity,
-        unit_price_num AS unit_price,
+        unit_price_exact AS unit_price,
         invoice_ts AS invoice_date,
         customer_key AS customer_id,
         nullif(trim(country), '') AS country,
@@ -101,7 +103,7 @@ _CLEAN_SQL = f"""
         {_gender_sql("gender")} AS gender,
         nullif(trim(product_category), '') AS product_category,
         (upper(trim(invoice_no)) LIKE 'C%' OR quantity_num < 0) AS is_return,
-        round(quantity_num * unit_price_num, 4) AS line_total,
+        CAST(quantity_num AS BIGINT) * unit_price_exact AS line_total,
         load_id,
         source_row
     FROM _judged

@@ -71,7 +71,9 @@ def sweep_k(matrix: np.ndarray, k_values: range, seed: int) -> pd.DataFrame:
         if k >= len(matrix):
             break
         model = fit_kmeans(matrix, k, seed)
-        rows.append({"k": k, "inertia": float(model.inertia_), "silhouette": silhouette(matrix, model.labels_, seed)})
+        rows.append(
+            {"k": k, "inertia": float(model.inertia_), "silhouette": silhouette(matrix, model.labels_, seed)}
+        )
     return pd.DataFrame(rows, columns=["k", "inertia", "silhouette"])
 
 

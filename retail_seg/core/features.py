@@ -39,7 +39,7 @@ _FEATURES_SQL = f"""
         customer_id,
         date_diff('day', CAST(last_purchase AS DATE), as_of) AS recency_days,
         frequency,
-        round(monetary, 2) AS monetary,
+        CAST(round(monetary, 2) AS DOUBLE) AS monetary,
         first_purchase,
         last_purchase,
         as_of

@@ -5,8 +5,18 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-_PALETTE = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666",
-            "#1f78b4", "#b2df8a")
+_PALETTE = (
+    "#1b9e77",
+    "#d95f02",
+    "#7570b3",
+    "#e7298a",
+    "#66a61e",
+    "#e6ab02",
+    "#a6761d",
+    "#666666",
+    "#1f78b4",
+    "#b2df8a",
+)
 
 
 def elbow_curve(k_table: pd.DataFrame, chosen_k: int) -> Figure:
@@ -26,7 +36,9 @@ def elbow_curve(k_table: pd.DataFrame, chosen_k: int) -> Figure:
     return fig
 
 
-def cluster_scatter(features: pd.DataFrame, segments: pd.Series, max_points: int = 20_000, seed: int = 0) -> Figure:
+def cluster_scatter(
+    features: pd.DataFrame, segments: pd.Series, max_points: int = 20_000, seed: int = 0
+) -> Figure:
     """Customers on log axes (recency vs spend, frequency vs spend), coloured by segment."""
     data = features.assign(segment=segments.to_numpy())
     if len(data) > max_points:
@@ -70,5 +82,6 @@ def segment_sizes(profiles: pd.DataFrame) -> Figure:
 
 def segment_revenue(profiles: pd.DataFrame) -> Figure:
     """Share of net revenue per segment."""
-    return _segment_bar(profiles, "revenue_share", "Share of net revenue by segment", "% of net revenue", True)
-
+    return _segment_bar(
+        profiles, "revenue_share", "Share of net revenue by segment", "% of net revenue", True
+    )

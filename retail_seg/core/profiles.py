@@ -1,4 +1,4 @@
-"""Segment profiles: what each cluster looks like, a name derived from its numbers, and what to do about it."""
+"""Segment profiles: what each cluster looks like, a name derived from its numbers, and what to do."""
 
 from __future__ import annotations
 
@@ -70,11 +70,14 @@ def profile_segments(
         profile[f"median_{column}"] = grouped[column].median()
     if "age" in data:
         profile["mean_age"] = grouped["age"].mean().round(1)
-        profile["female_share"] = grouped["gender"].apply(lambda g: (g == "female").sum() / max(g.notna().sum(), 1))
+        profile["female_share"] = grouped["gender"].apply(
+            lambda g: (g == "female").sum() / max(g.notna().sum(), 1)
+        )
         profile["female_share"] = profile["female_share"].round(4)
     median_z = z.groupby(data["cluster"]).median()
     labels = [
-        label_profile(row["recency_days"], row["frequency"], row["monetary"]) for _, row in median_z.iterrows()
+        label_profile(row["recency_days"], row["frequency"], row["monetary"])
+        for _, row in median_z.iterrows()
     ]
     profile["label"] = labels
     profile["segment"] = _unique_names(labels)

@@ -70,7 +70,16 @@ FORMATS = (
         columns=dict(
             zip(
                 CANONICAL_COLUMNS,
-                ("Invoice", "StockCode", "Description", "Quantity", "Price", "InvoiceDate", "Customer ID", "Country"),
+                (
+                    "Invoice",
+                    "StockCode",
+                    "Description",
+                    "Quantity",
+                    "Price",
+                    "InvoiceDate",
+                    "Customer ID",
+                    "Country",
+                ),
                 strict=True,
             )
         ),

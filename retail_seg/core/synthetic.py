@@ -74,8 +74,16 @@ def _uniform_ints(rng: np.random.Generator, bounds: np.ndarray) -> np.ndarray:
 
 
 def _catalogue(rng: np.random.Generator, size: int = 400) -> pd.DataFrame:
-    codes = np.array([f"{c}{s}" for c, s in zip(rng.choice(np.arange(20000, 90000), size, replace=False),
-                                                   rng.choice(["", "", "", "A", "B", "C"], size), strict=True)])
+    codes = np.array(
+        [
+            f"{c}{s}"
+            for c, s in zip(
+                rng.choice(np.arange(20000, 90000), size, replace=False),
+                rng.choice(["", "", "", "A", "B", "C"], size),
+                strict=True,
+            )
+        ]
+    )
     descriptions = [
         f"{rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)}" + (" " if i % 7 == 0 else "") for i in range(size)
     ]
@@ -124,22 +132,29 @@ def _invoices(rng: np.random.Generator, customers: pd.DataFrame, end: dt.datetim
     c = customers.iloc[owner].reset_index(drop=True)
     position = np.concatenate([np.arange(k) for k in customers["invoices"]])
     span = (c["first_purchase_days"] - c["recency_days"]).to_numpy()
-    days_back = np.where(
-        position == 0, c["recency_days"], c["recency_days"] + rng.integers(0, span + 1)
-    )
+    days_back = np.where(position == 0, c["recency_days"], c["recency_days"] + rng.integers(0, span + 1))
     minutes = rng.integers(8 * 60, 19 * 60, size=len(c))
     when = pd.Timestamp(end) - pd.to_timedelta(days_back, unit="D") + pd.to_timedelta(minutes, unit="m")
     lines = rng.integers(c["lines_low"], c["lines_high"] + 1)
     return pd.DataFrame(
-        {"customer": owner, "invoice_date": when.floor("min"), "lines": lines, "quantity_scale": c["quantity_scale"]}
+        {
+            "customer": owner,
+            "invoice_date": when.floor("min"),
+            "lines": lines,
+            "quantity_scale": c["quantity_scale"],
+        }
     )
 
 
 def _lines(rng: np.random.Generator, invoices: pd.DataFrame, catalogue: pd.DataFrame) -> pd.DataFrame:
     invoice = np.repeat(np.arange(len(invoices)), invoices["lines"].to_numpy())
     product = rng.integers(0, len(catalogue), size=len(invoice))
-    base_quantity = rng.choice([1, 2, 3, 4, 6, 8, 12, 24], size=len(invoice), p=[.2, .2, .1, .1, .15, .05, .15, .05])
-    quantity = np.maximum(1, np.round(base_quantity * invoices["quantity_scale"].to_numpy()[invoice])).astype(int)
+    base_quantity = rng.choice(
+        [1, 2, 3, 4, 6, 8, 12, 24], size=len(invoice), p=[0.2, 0.2, 0.1, 0.1, 0.15, 0.05, 0.15, 0.05]
+    )
+    quantity = np.maximum(1, np.round(base_quantity * invoices["quantity_scale"].to_numpy()[invoice])).astype(
+        int
+    )
     products = catalogue.iloc[product].reset_index(drop=True)
     return pd.DataFrame(
         {
@@ -209,14 +224,19 @@ def generate_transactions(
     return SyntheticData(transactions=transactions, planted=planted)
 
 
-def _with_cancellations(rng: np.random.Generator, lines: pd.DataFrame, invoices: pd.DataFrame) -> pd.DataFrame:
-    """Cancel part of about 5% of customer invoices a few days later, as `C` invoices with negative quantities."""
+def _with_cancellations(
+    rng: np.random.Generator, lines: pd.DataFrame, invoices: pd.DataFrame
+) -> pd.DataFrame:
+    """Return about 2% of customers' lines within three days, as `C` invoices with negative quantities."""
     candidates = lines[(lines["customer"] >= 0)]
     cancelled = candidates.sample(frac=0.02, random_state=rng.integers(2**31))
     returns = cancelled.assign(
         invoice_no="C" + cancelled["invoice_no"],
-        quantity=-np.maximum(1, (cancelled["quantity"] * rng.uniform(0.3, 1.0, len(cancelled))).round()).astype(int),
-        invoice_date=cancelled["invoice_date"] + pd.to_timedelta(rng.integers(1, 72, len(cancelled)), unit="h"),
+        quantity=-np.maximum(
+            1, (cancelled["quantity"] * rng.uniform(0.3, 1.0, len(cancelled))).round()
+        ).astype(int),
+        invoice_date=cancelled["invoice_date"]
+        + pd.to_timedelta(rng.integers(1, 72, len(cancelled)), unit="h"),
     )
     latest = invoices["invoice_date"].max()
     returns = returns[returns["invoice_date"] <= latest]

@@ -59,7 +59,7 @@ def build_candidate_from_frame(conn: duckdb.DuckDBPyConnection, table: Table, fr
 
 
 def publish(conn: duckdb.DuckDBPyConnection, *tables: Table) -> None:
-    """Replace each live table by its candidate, all in one transaction: readers see old or new, never half."""
+    """Replace each live table by its candidate in one transaction: readers see old or new, never half."""
     conn.execute("BEGIN TRANSACTION")
     try:
         for table in tables:
@@ -92,7 +92,9 @@ def column_types(conn: duckdb.DuckDBPyConnection, table: Table) -> list[tuple[st
     return [(name, dtype) for name, dtype in rows]
 
 
-def read_table(conn: duckdb.DuckDBPyConnection, table: Table, columns: list[str] | None = None) -> pd.DataFrame:
+def read_table(
+    conn: duckdb.DuckDBPyConnection, table: Table, columns: list[str] | None = None
+) -> pd.DataFrame:
     """Read a customer-grain table into pandas (never a transaction-grain one)."""
     selected = ", ".join(f'"{c}"' for c in columns) if columns else "*"
     return conn.execute(f"SELECT {selected} FROM {table}").df()

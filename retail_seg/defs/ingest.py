@@ -1,6 +1,5 @@
 """Raw layer: the source file as text, with its lineage."""
 
-
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
@@ -17,7 +16,7 @@ def raw_transactions(
     """Every line of the source export, mapped to canonical column names and kept as text."""
     path = source.resolve()
     with warehouse.get_connection() as conn:
-        loaded = load_raw(conn, path, load_id=context.run_id)
+        loaded = load_raw(conn, path, load_id=context.run.run_id)
         publish(conn, RAW_TRANSACTIONS)
         metadata = table_metadata(conn, RAW_TRANSACTIONS)
     return dg.MaterializeResult(

@@ -1,10 +1,10 @@
 """Marts: customer features, the choice of k, each customer's segment, and segment profiles."""
 
-
 import datetime as dt
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
 from retail_seg.core.clustering import segment_customers
 from retail_seg.core.features import RFM_COLUMNS, build_customer_features
@@ -37,11 +37,13 @@ class SegmentationConfig(dg.Config):
     k_min: int = 2
     k_max: int = 10
     seed: int = 42
-    features: list[str] = list(RFM_COLUMNS)
+    features: list[str] = Field(default_factory=lambda: list(RFM_COLUMNS))
     """Customer features to cluster on (log-transformed, then standardized)."""
 
 
-@dg.asset(deps=["clean_transactions"], group_name="marts", kinds={"duckdb"}, code_version="1", pool="warehouse")
+@dg.asset(
+    deps=["clean_transactions"], group_name="marts", kinds={"duckdb"}, code_version="1", pool="warehouse"
+)
 def customer_features(config: FeaturesConfig, warehouse: DuckDBResource) -> dg.MaterializeResult:
     """One row per customer with a purchase: recency (days), frequency (purchase invoices), net spend."""
     as_of = dt.date.fromisoformat(config.as_of) if config.as_of else None
@@ -95,7 +97,7 @@ def segmentation(
         )
         names = profile_segments(features, result.assignments, people)[["cluster", "segment"]]
         assignments = result.assignments.merge(names, on="cluster").assign(
-            method="kmeans", k=result.chosen_k, run_id=context.run_id
+            method="kmeans", k=result.chosen_k, run_id=context.run.run_id
         )
         build_candidate_from_frame(conn, K_SELECTION, result.k_table.assign(method="kmeans"))
         build_candidate_from_frame(conn, CUSTOMER_SEGMENTS, assignments.sort_values("customer_id"))
@@ -127,7 +129,13 @@ def segmentation(
     )
 
 
-@dg.asset(deps=["customer_segments"], group_name="marts", kinds={"duckdb", "pandas"}, code_version="1", pool="warehouse")
+@dg.asset(
+    deps=["customer_segments"],
+    group_name="marts",
+    kinds={"duckdb", "pandas"},
+    code_version="1",
+    pool="warehouse",
+)
 def segment_profiles(warehouse: DuckDBResource) -> dg.MaterializeResult:
     """One row per segment: size, customer and revenue share, R/F/M, demographics, label, recommendation."""
     with warehouse.get_connection() as conn:
@@ -139,6 +147,4 @@ def segment_profiles(warehouse: DuckDBResource) -> dg.MaterializeResult:
         publish(conn, SEGMENT_PROFILES)
         metadata = table_metadata(conn, SEGMENT_PROFILES)
     shown = profiles[["segment", "customers", "revenue_share", "recommendation"]]
-    return dg.MaterializeResult(
-        metadata={**metadata, "profiles": markdown_table(shown)}
-    )
+    return dg.MaterializeResult(metadata={**metadata, "profiles": markdown_table(shown)})

@@ -1,6 +1,5 @@
 """How assets describe what they wrote: row counts, column schema, figures, all readable in the UI."""
 
-
 import base64
 import io
 from pathlib import Path
@@ -38,5 +37,8 @@ def markdown_table(frame: pd.DataFrame) -> dg.MetadataValue:
     """A small frame as a Markdown table for the UI."""
     header = "| " + " | ".join(map(str, frame.columns)) + " |"
     rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
-    rows = ["| " + " | ".join(str(v).replace("|", "/") for v in row) + " |" for row in frame.itertuples(index=False)]
+    rows = [
+        "| " + " | ".join(str(v).replace("|", "/") for v in row) + " |"
+        for row in frame.itertuples(index=False)
+    ]
     return dg.MetadataValue.md("\n".join([header, rule, *rows]))

@@ -1,6 +1,5 @@
 """Reports: the figures and the HTML report a marketer reads."""
 
-
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
@@ -34,7 +33,10 @@ def segment_report(warehouse: DuckDBResource, reports: ReportsFolder) -> dg.Mate
     placed = features.merge(segments, on="customer_id", validate="one_to_one")
     figures = {
         "elbow_curve": ("Elbow method: inertia and silhouette by k", elbow_curve(k_table, chosen_k)),
-        "cluster_scatter": ("Customers by recency, frequency and spend", cluster_scatter(placed, placed["segment"])),
+        "cluster_scatter": (
+            "Customers by recency, frequency and spend",
+            cluster_scatter(placed, placed["segment"]),
+        ),
         "segment_sizes": ("Customers per segment", segment_sizes(profiles)),
         "segment_revenue": ("Share of net revenue by segment", segment_revenue(profiles)),
     }

@@ -1,6 +1,5 @@
 """Resources: where the pipeline reads its source and writes its warehouse and reports."""
 
-
 from pathlib import Path
 
 import dagster as dg

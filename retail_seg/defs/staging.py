@@ -1,6 +1,5 @@
 """Staging layer: typed clean lines, rejected lines with their rule, and one row per customer."""
 
-
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
@@ -30,7 +29,7 @@ class CleaningConfig(dg.Config):
         dg.AssetSpec(
             "rejected_rows",
             deps=[raw_transactions],
-            description="Raw lines that staging refused, each with the rule it broke and its original values.",
+            description="Raw lines that staging refused, with the rule each broke and its original values.",
             group_name="staging",
             kinds={"duckdb"},
             code_version="1",
@@ -48,19 +47,27 @@ def staged_transactions(config: CleaningConfig, warehouse: DuckDBResource):
     by_rule = {rule: result.rejected_by_rule.get(rule, 0) for rule in REJECTION_RULES}
     yield dg.MaterializeResult(
         asset_key="clean_transactions",
-        metadata={**clean_metadata, "rejected_rows": result.rejected_rows, "max_abs_quantity": config.max_abs_quantity},
+        metadata={
+            **clean_metadata,
+            "rejected_rows": result.rejected_rows,
+            "max_abs_quantity": config.max_abs_quantity,
+        },
     )
     yield dg.MaterializeResult(
         asset_key="rejected_rows",
         metadata={
             **rejected_metadata,
             "rejected_by_rule": dg.MetadataValue.json(by_rule),
-            "rules": dg.MetadataValue.md("\n".join(f"- `{r}`: {text}" for r, text in REJECTION_RULES.items())),
+            "rules": dg.MetadataValue.md(
+                "\n".join(f"- `{r}`: {text}" for r, text in REJECTION_RULES.items())
+            ),
         },
     )
 
 
-@dg.asset(deps=["clean_transactions"], group_name="staging", kinds={"duckdb"}, code_version="1", pool="warehouse")
+@dg.asset(
+    deps=["clean_transactions"], group_name="staging", kinds={"duckdb"}, code_version="1", pool="warehouse"
+)
 def customers(warehouse: DuckDBResource) -> dg.MaterializeResult:
     """One row per customer: the demographics the source has (age, gender, country) and first/last seen."""
     with warehouse.get_connection() as conn:
@@ -68,5 +75,9 @@ def customers(warehouse: DuckDBResource) -> dg.MaterializeResult:
         publish(conn, CUSTOMERS)
         metadata = table_metadata(conn, CUSTOMERS)
     return dg.MaterializeResult(
-        metadata={**metadata, "customers_with_age": built.with_age, "customers_with_gender": built.with_gender}
+        metadata={
+            **metadata,
+            "customers_with_age": built.with_age,
+            "customers_with_gender": built.with_gender,
+        }
     )

@@ -1,0 +1,28 @@
+"""Run every asset with dg.materialize into a temporary warehouse (shared by the pipeline tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from dagster_duckdb import DuckDBResource
+
+from retail_seg.definitions import ASSETS
+from retail_seg.defs.resources import ReportsFolder, SourceFile
+
+
+def materialize_all(source: Path, workdir: Path, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+    """Materialize every asset on `source`, writing under `workdir`."""
+    resources = {
+        "source": SourceFile(path=str(source)),
+        "warehouse": DuckDBResource(database=str(workdir / "warehouse.duckdb")),
+        "reports": ReportsFolder(path=str(workdir / "reports")),
+    }
+    return dg.materialize(ASSETS, resources=resources, run_config=run_config, raise_on_error=False)
+
+
+def query(workdir: Path, sql: str) -> list[tuple]:
+    """Read the warehouse left by a run."""
+    with duckdb.connect(str(workdir / "warehouse.duckdb"), read_only=True) as conn:
+        return conn.execute(sql).fetchall()

@@ -1,0 +1,78 @@
+"""RFM features computed in DuckDB match a hand calculation."""
+
+import datetime as dt
+
+from retail_seg.core.cleaning import clean_transactions
+from retail_seg.core.features import build_customer_features
+from retail_seg.core.sources import load_raw
+from retail_seg.core.warehouse import (
+    CUSTOMER_FEATURES,
+    RAW_TRANSACTIONS,
+    REJECTED_ROWS,
+    STAGING_TRANSACTIONS,
+    publish,
+    read_table,
+)
+from retail_seg_tests.conftest import canonical_row
+
+ROWS = [
+    # a: two invoices (one of two lines), one partial return -> F=2, M=2*5+1*10+3*5-1*5=30
+    canonical_row(
+        invoice_no="1", quantity="2", unit_price="5", invoice_date="2024-03-01 09:00", customer_id="a"
+    ),
+    canonical_row(
+        invoice_no="1",
+        stock_code="B",
+        quantity="1",
+        unit_price="10",
+        invoice_date="2024-03-01 09:00",
+        customer_id="a",
+    ),
+    canonical_row(
+        invoice_no="2", quantity="3", unit_price="5", invoice_date="2024-03-20 17:30", customer_id="a"
+    ),
+    canonical_row(
+        invoice_no="C3", quantity="-1", unit_price="5", invoice_date="2024-03-25 10:00", customer_id="a"
+    ),
+    # b: one purchase on the last day -> R=1 from the default as-of
+    canonical_row(
+        invoice_no="4", quantity="1", unit_price="7.25", invoice_date="2024-03-31 23:59", customer_id="b"
+    ),
+    # c: bought, then returned everything -> no spend to segment
+    canonical_row(
+        invoice_no="5", quantity="2", unit_price="4", invoice_date="2024-02-01 12:00", customer_id="c"
+    ),
+    canonical_row(
+        invoice_no="C6", quantity="-2", unit_price="4", invoice_date="2024-02-02 12:00", customer_id="c"
+    ),
+    # d: only a return (bought before the export began)
+    canonical_row(
+        invoice_no="C7", quantity="-1", unit_price="3", invoice_date="2024-02-03 12:00", customer_id="d"
+    ),
+]
+
+
+def _features(conn, path, as_of=None):
+    load_raw(conn, path, load_id="L")
+    publish(conn, RAW_TRANSACTIONS)
+    clean_transactions(conn)
+    publish(conn, STAGING_TRANSACTIONS, REJECTED_ROWS)
+    built = build_customer_features(conn, as_of=as_of)
+    publish(conn, CUSTOMER_FEATURES)
+    return built, read_table(conn, CUSTOMER_FEATURES).set_index("customer_id")
+
+
+def test_rfm_matches_hand_calculation(conn, canonical_csv):
+    built, features = _features(conn, canonical_csv(ROWS))
+    assert built.as_of == dt.date(2024, 4, 1)  # the day after the latest line, never the wall clock
+    assert sorted(features.index) == ["a", "b"]
+    assert features.loc["a", ["recency_days", "frequency", "monetary"]].tolist() == [12, 2, 30.0]
+    assert features.loc["b", ["recency_days", "frequency", "monetary"]].tolist() == [1, 1, 7.25]
+    assert (built.customers, built.without_purchase, built.non_positive_spend) == (2, 1, 1)
+
+
+def test_explicit_as_of_ignores_later_lines(conn, canonical_csv):
+    built, features = _features(conn, canonical_csv(ROWS), as_of=dt.date(2024, 3, 10))
+    assert built.as_of == dt.date(2024, 3, 10)
+    assert sorted(features.index) == ["a"]  # b bought later; c returned all; d never bought
+    assert features.loc["a", ["recency_days", "frequency", "monetary"]].tolist() == [9, 1, 20.0]

@@ -1,0 +1,116 @@
+"""Every asset, end to end, on the default synthetic data: tables, report, and the planted groups found."""
+
+import re
+
+import pandas as pd
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from retail_seg.core.synthetic import write_synthetic
+from retail_seg.definitions import defs
+from retail_seg_tests.pipeline import materialize_all, query
+
+ALL_ASSETS = {
+    "raw_transactions",
+    "clean_transactions",
+    "rejected_rows",
+    "customers",
+    "customer_features",
+    "k_selection",
+    "customer_segments",
+    "segment_profiles",
+    "segment_report",
+}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("pipeline")
+    source, planted = write_synthetic(workdir / "synthetic")  # the default data set, as `make run` makes it
+    result = materialize_all(source, workdir)
+    return result, workdir, planted
+
+
+def test_every_asset_materializes(run):
+    result, _, _ = run
+    assert result.success
+    keys = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert keys == ALL_ASSETS
+
+
+def test_definitions_job_covers_every_asset():
+    job = defs.resolve_job_def("segment_customers")
+    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == ALL_ASSETS
+
+
+def test_every_table_asset_describes_its_table(run):
+    result, workdir, _ = run
+    for event in result.get_asset_materialization_events():
+        metadata = event.materialization.metadata
+        if event.asset_key.to_user_string() == "segment_report":
+            continue
+        table = metadata["dagster/table_name"].value
+        assert metadata["dagster/row_count"].value == query(workdir, f"SELECT count(*) FROM {table}")[0][0]
+        assert len(metadata["dagster/column_schema"].schema.columns) >= 2
+
+
+def test_every_raw_line_is_clean_or_rejected(run):
+    _, workdir, _ = run
+    [(raw, clean, rejected)] = query(
+        workdir,
+        "SELECT (SELECT count(*) FROM raw.transactions), (SELECT count(*) FROM staging.transactions), "
+        "(SELECT count(*) FROM staging.rejected_rows)",
+    )
+    assert raw == clean + rejected
+    rules = dict(query(workdir, "SELECT rule, count(*) FROM staging.rejected_rows GROUP BY rule"))
+    assert {"missing_customer_id", "duplicate_line", "non_positive_unit_price", "absurd_quantity"} <= set(
+        rules
+    )
+
+
+def test_one_row_per_customer_and_every_featured_customer_segmented(run):
+    _, workdir, _ = run
+    [(rows, distinct)] = query(
+        workdir, "SELECT count(*), count(DISTINCT customer_id) FROM marts.customer_features"
+    )
+    assert rows == distinct > 4900
+    [(unsegmented,)] = query(
+        workdir,
+        "SELECT count(*) FROM marts.customer_features f FULL JOIN marts.customer_segments s "
+        "USING (customer_id) WHERE f.customer_id IS NULL OR s.segment IS NULL",
+    )
+    assert unsegmented == 0
+    [(profiled, segments, k)] = query(
+        workdir,
+        "SELECT sum(customers), count(*), (SELECT k FROM marts.k_selection WHERE chosen) "
+        "FROM marts.segment_profiles",
+    )
+    assert profiled == rows and segments == k and 2 <= k <= 10
+
+
+def test_clustering_recovers_the_planted_groups(run):
+    _, workdir, planted = run
+    found = pd.DataFrame(
+        query(workdir, "SELECT customer_id, cluster FROM marts.customer_segments"),
+        columns=["customer_id", "cluster"],
+    )
+    truth = pd.read_csv(planted, dtype={"customer_id": str})
+    joined = found.merge(truth, on="customer_id", validate="one_to_one")
+    assert len(joined) == len(found)
+    assert adjusted_rand_score(joined["group"], joined["cluster"]) >= 0.6
+
+
+def test_report_shows_existing_figures_and_the_profiles(run):
+    _, workdir, _ = run
+    page = (workdir / "reports" / "index.html").read_text()
+    images = re.findall(r'<img src="([^"]+)"', page)
+    assert set(images) == {
+        "elbow_curve.png",
+        "cluster_scatter.png",
+        "segment_sizes.png",
+        "segment_revenue.png",
+    }
+    for image in images:
+        assert (workdir / "reports" / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for (segment,) in query(workdir, "SELECT segment FROM marts.segment_profiles"):
+        assert f"<td>{segment}</td>" in page
