@@ -1,5 +1,7 @@
 """Staging keeps every raw line exactly once: clean and typed, or rejected with the rule it broke."""
 
+import datetime as dt
+
 import pandas as pd
 
 from retail_seg.core.cleaning import build_customers, clean_transactions
@@ -28,7 +30,11 @@ ROWS = [
     canonical_row(quantity="80995"),  # 11
     canonical_row(invoice_no="C1002", quantity="-1", customer_id="17850.0"),  # 12 clean return
     canonical_row(invoice_no="1003", invoice_date="12/1/2010 8:26", customer_id=" c2 "),  # 13 clean, US date
+    canonical_row(invoice_no="1004", invoice_date="2031-05-01 10:00:00"),  # 14 after the run date
+    canonical_row(invoice_no="1005", invoice_date="1899-12-31"),  # 15 before the earliest plausible date
+    canonical_row(description="MUG  "),  # 16 the same line as 1, but for trailing spaces
 ]
+RUN_DATE = dt.date(2025, 1, 1)
 EXPECTED_RULES = {
     2: "duplicate_line",
     3: "missing_customer_id",
@@ -40,13 +46,16 @@ EXPECTED_RULES = {
     9: "non_positive_unit_price",
     10: "non_positive_unit_price",
     11: "absurd_quantity",
+    14: "invoice_date_out_of_range",
+    15: "invoice_date_out_of_range",
+    16: "duplicate_line",
 }
 
 
 def _staged(conn, path):
     load_raw(conn, path, load_id="L1")
     publish(conn, RAW_TRANSACTIONS)
-    result = clean_transactions(conn, max_abs_quantity=10_000)
+    result = clean_transactions(conn, run_date=RUN_DATE, max_abs_quantity=10_000)
     publish(conn, STAGING_TRANSACTIONS, REJECTED_ROWS)
     return result, read_table(conn, STAGING_TRANSACTIONS), read_table(conn, REJECTED_ROWS)
 

@@ -55,7 +55,7 @@ ROWS = [
 def _features(conn, path, as_of=None):
     load_raw(conn, path, load_id="L")
     publish(conn, RAW_TRANSACTIONS)
-    clean_transactions(conn)
+    clean_transactions(conn, run_date=dt.date(2024, 6, 1))
     publish(conn, STAGING_TRANSACTIONS, REJECTED_ROWS)
     built = build_customer_features(conn, as_of=as_of)
     publish(conn, CUSTOMER_FEATURES)

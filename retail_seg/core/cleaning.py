@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import duckdb
@@ -19,13 +20,14 @@ from retail_seg.core.warehouse import (
 REJECTION_RULES = {
     "missing_customer_id": "no customer id, so the line cannot be attributed to a customer",
     "unparseable_invoice_date": "invoice date is not a date",
+    "invoice_date_out_of_range": "invoice date before the earliest plausible date or after the run date",
     "quantity_not_a_number": "quantity is not a number",
     "unit_price_not_a_number": "unit price is not a number",
     "zero_quantity": "quantity is zero",
     "fractional_quantity": "quantity is not a whole number",
     "non_positive_unit_price": "unit price is zero or negative",
     "absurd_quantity": "quantity beyond the plausible maximum (in either direction)",
-    "duplicate_line": "exact copy of an earlier line in the same source",
+    "duplicate_line": "repeats an earlier line: same invoice, product, quantity, price, date and customer",
 }
 
 # Dates as the known exports write them; ISO is tried first by a plain cast.
@@ -58,25 +60,44 @@ def _gender_sql(column: str) -> str:
     return f"CASE {cases} END"
 
 
+# How raw text becomes typed values; NULL where it does not parse. Shared with the raw quality gate.
+PARSED = {
+    # Spreadsheets turn ids into floats ("17850.0"); the id is the text before the ".0".
+    "customer_key": "nullif(regexp_replace(trim(customer_id), '\\.0+$', ''), '')",
+    "invoice_ts": f"coalesce(try_cast(trim(invoice_date) AS TIMESTAMP), "
+    f"try_strptime(trim(invoice_date), {DATE_FORMATS!r}))",
+    "quantity_num": "try_cast(trim(quantity) AS DOUBLE)",
+    # Money is summed exactly, so returns that cancel a purchase net to zero, not to 1e-14. Through
+    # DOUBLE first so that '1e-3' and Parquet's float text parse too.
+    "unit_price_exact": "try_cast(try_cast(trim(unit_price) AS DOUBLE) AS DECIMAL(18, 4))",
+}
+
+# What identifies an invoice line once typed: two lines equal in all of these are one line posted twice.
+LINE_KEY = (
+    "trim(invoice_no)",
+    "trim(stock_code)",
+    "trim(description)",
+    "quantity_num",
+    "unit_price_exact",
+    "invoice_ts",
+    "customer_key",
+    "trim(country)",
+)
+
 _JUDGED_SQL = f"""
     WITH typed AS (
-        SELECT *,
-            nullif(regexp_replace(trim(customer_id), '\\.0+$', ''), '') AS customer_key,
-            coalesce(try_cast(trim(invoice_date) AS TIMESTAMP),
-                     try_strptime(trim(invoice_date), {DATE_FORMATS!r})) AS invoice_ts,
-            try_cast(trim(quantity) AS DOUBLE) AS quantity_num,
-            -- Money is summed exactly: returns that cancel a purchase must net to zero, not to 1e-14.
-            -- Through DOUBLE first so that '1e-3' and Parquet's float text parse too.
-            try_cast(try_cast(trim(unit_price) AS DOUBLE) AS DECIMAL(18, 4)) AS unit_price_exact,
-            row_number() OVER (
-                PARTITION BY {", ".join(RAW_COLUMNS)} ORDER BY source_row
-            ) AS copy_number
+        SELECT *, {", ".join(f"{expr} AS {name}" for name, expr in PARSED.items())}
         FROM {RAW_TRANSACTIONS}
+    ),
+    counted AS (
+        SELECT *, row_number() OVER (PARTITION BY {", ".join(LINE_KEY)} ORDER BY source_row) AS copy_number
+        FROM typed
     )
     SELECT *,
         CASE
             WHEN customer_key IS NULL THEN 'missing_customer_id'
             WHEN invoice_ts IS NULL THEN 'unparseable_invoice_date'
+            WHEN invoice_ts < $earliest OR invoice_ts >= $latest THEN 'invoice_date_out_of_range'
             WHEN quantity_num IS NULL OR isnan(quantity_num) THEN 'quantity_not_a_number'
             WHEN unit_price_exact IS NULL THEN 'unit_price_not_a_number'
             WHEN quantity_num = 0 THEN 'zero_quantity'
@@ -85,7 +106,7 @@ _JUDGED_SQL = f"""
             WHEN abs(quantity_num) > $max_abs_quantity THEN 'absurd_quantity'
             WHEN copy_number > 1 THEN 'duplicate_line'
         END AS rule
-    FROM typed
+    FROM counted
 """
 
 _CLEAN_SQL = f"""
@@ -117,15 +138,24 @@ _REJECTED_SQL = f"""
 """
 
 
-def clean_transactions(conn: duckdb.DuckDBPyConnection, max_abs_quantity: int = 10_000) -> CleaningResult:
+def clean_transactions(
+    conn: duckdb.DuckDBPyConnection,
+    run_date: dt.date,
+    max_abs_quantity: int = 10_000,
+    earliest_date: dt.date = dt.date(2000, 1, 1),
+) -> CleaningResult:
     """Build the candidates of `staging.transactions` and `staging.rejected_rows` from `raw.transactions`.
 
     Every raw row lands in exactly one of the two. Cancellations (`C` invoices, negative quantities)
-    stay as returns: they reduce what a customer spent.
+    stay as returns: they reduce what a customer spent. Lines dated after `run_date` cannot have
+    happened yet and are rejected.
     """
-    conn.execute(
-        f"CREATE OR REPLACE TEMP TABLE _judged AS {_JUDGED_SQL}", {"max_abs_quantity": max_abs_quantity}
-    )
+    params = {
+        "max_abs_quantity": max_abs_quantity,
+        "earliest": dt.datetime.combine(earliest_date, dt.time()),
+        "latest": dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time()),
+    }
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE _judged AS {_JUDGED_SQL}", params)
     try:
         build_candidate(conn, STAGING_TRANSACTIONS, _CLEAN_SQL)
         build_candidate(conn, REJECTED_ROWS, _REJECTED_SQL)

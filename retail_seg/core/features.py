@@ -44,7 +44,8 @@ _FEATURES_SQL = f"""
         last_purchase,
         as_of
     FROM per_customer
-    WHERE frequency >= 1 AND monetary > 0
+    -- Judged on the published (cent-rounded) value, so no customer is featured with a spend of 0.00.
+    WHERE frequency >= 1 AND round(monetary, 2) > 0
     ORDER BY customer_id
 """
 
@@ -76,7 +77,7 @@ def build_customer_features(conn: duckdb.DuckDBPyConnection, as_of: dt.date | No
         WITH {_AS_OF_CTE}
         SELECT
             count(*) FILTER (WHERE purchases = 0),
-            count(*) FILTER (WHERE purchases > 0 AND spend <= 0)
+            count(*) FILTER (WHERE purchases > 0 AND round(spend, 2) <= 0)
         FROM (
             SELECT customer_id, count(*) FILTER (WHERE NOT is_return) AS purchases, sum(line_total) AS spend
             FROM {STAGING_TRANSACTIONS}, as_of

@@ -95,30 +95,44 @@ class LoadedSource:
     format: SourceFormat
     sha256: str
     rows: int
+    encoding: str
 
 
-def _reader_sql(path: Path) -> str:
+CSV_SUFFIXES = (".csv", ".txt", ".tsv")
+# UTF-8 first; exports from older tills and Excel are often Latin-1 (the UCI original is).
+CSV_ENCODINGS = ("utf-8", "latin-1")
+
+
+def _reader_sql(path: Path, encoding: str = "utf-8") -> str:
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         return "read_parquet(?)"
-    if suffix in (".csv", ".txt", ".tsv"):
-        return "read_csv(?, all_varchar = true, header = true)"
+    if suffix in CSV_SUFFIXES:
+        # null_padding: a line cut short (a truncated export) reads with NULLs in its missing columns,
+        # so staging rejects that one line instead of the sniffer misreading the whole file.
+        return f"read_csv(?, all_varchar = true, header = true, null_padding = true, encoding = '{encoding}')"
     raise SourceFormatError(f"{path.name}: file type '{suffix}' not supported; expected .csv or .parquet")
+
+
+def _is_encoding_error(error: duckdb.Error) -> bool:
+    return "unicode" in str(error).lower()
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0]
 
 
 def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def read_header(conn: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
-    """Column names of a source file, as the file spells them."""
+def _check_exists(path: Path) -> None:
     if not path.is_file():
         raise SourceFormatError(f"{path}: source file not found")
-    try:
-        rows = conn.execute(f"DESCRIBE SELECT * FROM {_reader_sql(path)}", [str(path)]).fetchall()
-    except duckdb.Error as error:
-        raise SourceFormatError(f"{path.name}: cannot be read: {error}") from error
-    return [row[0] for row in rows]
+    if path.stat().st_size == 0:
+        raise SourceFormatError(
+            f"{path.name}: file is empty (0 bytes); expected a header and transaction lines"
+        )
 
 
 def detect_format(path: Path, header: list[str]) -> tuple[SourceFormat, dict[str, str]]:
@@ -132,10 +146,13 @@ def detect_format(path: Path, header: list[str]) -> tuple[SourceFormat, dict[str
         found = {canon: by_key[src.lower()] for canon, src in wanted.items() if src.lower() in by_key}
         if all(canon in found for canon in fmt.columns):
             return fmt, found
+    closest = max(FORMATS, key=lambda f: sum(src.lower() in by_key for src in f.columns.values()))
+    missing = [src for src in closest.columns.values() if src.lower() not in by_key]
     known = "; ".join(f.describe() for f in FORMATS)
     raise SourceFormatError(
-        f"{path.name}: header not recognised; columns found: {', '.join(header) or '(none)'}; "
-        f"formats known: {known}"
+        f"{path.name}: header not recognised; closest format {closest.name} is missing column"
+        f"{'s' if len(missing) > 1 else ''} {', '.join(repr(m) for m in missing)}; "
+        f"columns found: {', '.join(header) or '(none)'}; formats known: {known}"
     )
 
 
@@ -155,7 +172,28 @@ def load_raw(conn: duckdb.DuckDBPyConnection, path: Path, load_id: str) -> Loade
     rejected rows keep the values exactly as the file had them.
     """
     path = Path(path)
-    header = read_header(conn, path)
+    _check_exists(path)
+    encodings = CSV_ENCODINGS if path.suffix.lower() in CSV_SUFFIXES else ("binary",)
+    for encoding in encodings:
+        try:
+            fmt = _build_raw_candidate(conn, path, load_id, encoding)
+            break
+        except duckdb.Error as error:
+            if not _is_encoding_error(error) or encoding == encodings[-1]:
+                raise SourceFormatError(f"{path.name}: cannot be read: {_first_line(error)}") from error
+    rows = conn.execute(f"SELECT count(*) FROM {RAW_TRANSACTIONS.candidate}").fetchone()[0]
+    return LoadedSource(path=path, format=fmt, sha256=file_sha256(path), rows=rows, encoding=encoding)
+
+
+def _build_raw_candidate(
+    conn: duckdb.DuckDBPyConnection, path: Path, load_id: str, encoding: str
+) -> SourceFormat:
+    header = [
+        row[0]
+        for row in conn.execute(
+            f"DESCRIBE SELECT * FROM {_reader_sql(path, encoding)}", [str(path)]
+        ).fetchall()
+    ]
     fmt, found = detect_format(path, header)
     selected = ",\n".join(
         f"CAST({_quote(found[c])} AS VARCHAR) AS {c}" if c in found else f"CAST(NULL AS VARCHAR) AS {c}"
@@ -166,11 +204,7 @@ def load_raw(conn: duckdb.DuckDBPyConnection, path: Path, load_id: str) -> Loade
                CAST(? AS VARCHAR) AS source_file,
                row_number() OVER () AS source_row,
                {selected}
-        FROM {_reader_sql(path)}
+        FROM {_reader_sql(path, encoding)}
     """
-    try:
-        build_candidate(conn, RAW_TRANSACTIONS, sql, [load_id, str(path), str(path)])
-    except duckdb.Error as error:
-        raise SourceFormatError(f"{path.name}: cannot be read as {fmt.name}: {error}") from error
-    rows = conn.execute(f"SELECT count(*) FROM {RAW_TRANSACTIONS.candidate}").fetchone()[0]
-    return LoadedSource(path=path, format=fmt, sha256=file_sha256(path), rows=rows)
+    build_candidate(conn, RAW_TRANSACTIONS, sql, [load_id, str(path), str(path)])
+    return fmt

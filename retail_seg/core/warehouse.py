@@ -23,6 +23,11 @@ class Table:
         """Where a new version is built before it replaces the live table."""
         return Table(self.schema, f"_candidate_{self.name}")
 
+    @property
+    def live(self) -> Table:
+        """The published table a candidate will replace (itself, for a live table)."""
+        return Table(self.schema, self.name.removeprefix("_candidate_"))
+
 
 RAW_TRANSACTIONS = Table("raw", "transactions")
 STAGING_TRANSACTIONS = Table("staging", "transactions")

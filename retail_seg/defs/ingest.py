@@ -1,29 +1,71 @@
-"""Raw layer: the source file as text, with its lineage."""
+"""Raw layer: the source file as text, with its lineage, behind the raw gate."""
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from retail_seg.core.sources import load_raw
-from retail_seg.core.warehouse import RAW_TRANSACTIONS, publish
+from retail_seg.core.quality import GateResult, Outcome, raw_gate
+from retail_seg.core.sources import SourceFormatError, load_raw
+from retail_seg.core.warehouse import RAW_TRANSACTIONS
+from retail_seg.defs.gates import check_result, gate_spec, publish_if_passed, stop_if_failed
 from retail_seg.defs.metadata import table_metadata
 from retail_seg.defs.resources import SourceFile
 
 
-@dg.asset(group_name="raw", kinds={"duckdb"}, code_version="1", pool="warehouse")
+class RawConfig(dg.Config):
+    """How much of a source may be unusable before the whole file is refused."""
+
+    max_missing_customer_share: float = 0.5
+    """Most lines may lack a customer id (guest checkouts); beyond this share the export is suspect."""
+    max_unparseable_share: float = 0.05
+    """Beyond this share of unparseable dates, quantities or prices, a column is wrong, not a few lines."""
+
+
+def _unreadable(source: str, error: SourceFormatError) -> GateResult:
+    outcome = Outcome("the file is readable as a known export format", str(error), False, "duckdb")
+    return GateResult("raw", source, (outcome,))
+
+
+@dg.asset(
+    group_name="raw",
+    kinds={"duckdb"},
+    code_version="2",
+    pool="warehouse",
+    check_specs=[
+        gate_spec(
+            "raw_transactions",
+            "raw",
+            "The file has lines and every canonical column, and its dates, quantities, prices and customer "
+            "ids mostly parse.",
+        )
+    ],
+)
 def raw_transactions(
-    context: dg.AssetExecutionContext, source: SourceFile, warehouse: DuckDBResource
-) -> dg.MaterializeResult:
+    context: dg.AssetExecutionContext, config: RawConfig, source: SourceFile, warehouse: DuckDBResource
+):
     """Every line of the source export, mapped to canonical column names and kept as text."""
     path = source.resolve()
     with warehouse.get_connection() as conn:
-        loaded = load_raw(conn, path, load_id=context.run.run_id)
-        publish(conn, RAW_TRANSACTIONS)
-        metadata = table_metadata(conn, RAW_TRANSACTIONS)
-    return dg.MaterializeResult(
+        try:
+            loaded = load_raw(conn, path, load_id=context.run.run_id)
+        except SourceFormatError as error:
+            gate = _unreadable(str(path), error)
+        else:
+            gate = raw_gate(
+                conn,
+                RAW_TRANSACTIONS.candidate,
+                max_missing_customer_share=config.max_missing_customer_share,
+                max_unparseable_share=config.max_unparseable_share,
+            )
+        publish_if_passed(conn, gate, RAW_TRANSACTIONS)
+        metadata = table_metadata(conn, RAW_TRANSACTIONS) if gate.passed else {}
+    yield check_result(gate, "raw_transactions")
+    stop_if_failed(gate)
+    yield dg.MaterializeResult(
         metadata={
             **metadata,
             "source_file": dg.MetadataValue.path(str(path)),
             "source_sha256": loaded.sha256,
             "source_format": loaded.format.name,
+            "source_encoding": loaded.encoding,
         }
     )

@@ -10,6 +10,7 @@ from retail_seg.core.clustering import segment_customers
 from retail_seg.core.features import RFM_COLUMNS, build_customer_features
 from retail_seg.core.figures import elbow_curve
 from retail_seg.core.profiles import profile_segments
+from retail_seg.core.quality import features_gate, segments_gate
 from retail_seg.core.warehouse import (
     CUSTOMER_FEATURES,
     CUSTOMER_SEGMENTS,
@@ -20,6 +21,7 @@ from retail_seg.core.warehouse import (
     publish,
     read_table,
 )
+from retail_seg.defs.gates import check_result, gate_spec, publish_if_passed, stop_if_failed
 from retail_seg.defs.metadata import markdown_table, save_figure, table_metadata
 from retail_seg.defs.resources import ReportsFolder
 
@@ -42,16 +44,31 @@ class SegmentationConfig(dg.Config):
 
 
 @dg.asset(
-    deps=["clean_transactions"], group_name="marts", kinds={"duckdb"}, code_version="1", pool="warehouse"
+    deps=["clean_transactions"],
+    group_name="marts",
+    kinds={"duckdb"},
+    code_version="2",
+    pool="warehouse",
+    check_specs=[
+        gate_spec(
+            "customer_features",
+            "features",
+            "One row per customer, enough customers to cluster, recency >= 0, frequency >= 1, "
+            "net spend > 0, no NaN or infinity.",
+        )
+    ],
 )
-def customer_features(config: FeaturesConfig, warehouse: DuckDBResource) -> dg.MaterializeResult:
+def customer_features(config: FeaturesConfig, warehouse: DuckDBResource):
     """One row per customer with a purchase: recency (days), frequency (purchase invoices), net spend."""
     as_of = dt.date.fromisoformat(config.as_of) if config.as_of else None
     with warehouse.get_connection() as conn:
         built = build_customer_features(conn, as_of=as_of)
-        publish(conn, CUSTOMER_FEATURES)
-        metadata = table_metadata(conn, CUSTOMER_FEATURES)
-    return dg.MaterializeResult(
+        gate = features_gate(conn, CUSTOMER_FEATURES.candidate)
+        publish_if_passed(conn, gate, CUSTOMER_FEATURES)
+        metadata = table_metadata(conn, CUSTOMER_FEATURES) if gate.passed else {}
+    yield check_result(gate, "customer_features")
+    stop_if_failed(gate)
+    yield dg.MaterializeResult(
         metadata={
             **metadata,
             "as_of": str(built.as_of),
@@ -77,8 +94,15 @@ def customer_features(config: FeaturesConfig, warehouse: DuckDBResource) -> dg.M
             description="One row per featured customer: cluster, segment name, method and run id.",
             group_name="marts",
             kinds={"duckdb", "sklearn"},
-            code_version="1",
+            code_version="2",
         ),
+    ],
+    check_specs=[
+        gate_spec(
+            "customer_segments",
+            "segments",
+            "Every featured customer in exactly one segment, k clusters and none of them empty.",
+        )
     ],
     pool="warehouse",
 )
@@ -101,9 +125,12 @@ def segmentation(
         )
         build_candidate_from_frame(conn, K_SELECTION, result.k_table.assign(method="kmeans"))
         build_candidate_from_frame(conn, CUSTOMER_SEGMENTS, assignments.sort_values("customer_id"))
-        publish(conn, K_SELECTION, CUSTOMER_SEGMENTS)
-        k_metadata = table_metadata(conn, K_SELECTION)
-        segment_metadata = table_metadata(conn, CUSTOMER_SEGMENTS)
+        gate = segments_gate(conn, CUSTOMER_SEGMENTS.candidate, CUSTOMER_FEATURES, k=result.chosen_k)
+        publish_if_passed(conn, gate, K_SELECTION, CUSTOMER_SEGMENTS)
+        k_metadata = table_metadata(conn, K_SELECTION) if gate.passed else {}
+        segment_metadata = table_metadata(conn, CUSTOMER_SEGMENTS) if gate.passed else {}
+    yield check_result(gate, "customer_segments")
+    stop_if_failed(gate)
     fig = elbow_curve(result.k_table, result.chosen_k)
     _, elbow = save_figure(fig, reports.prepare(), "elbow_curve")
     yield dg.MaterializeResult(
