@@ -177,40 +177,37 @@ def raw_gate(
         ),
     ]
     allowed = 1 - max_unparseable_share
+    parses = [
+        ("invoice_date", "invoice_ts", "invoice dates parse"),
+        ("quantity", "quantity_num", "quantities are numbers"),
+        ("unit_price", "unit_price_exact", "unit prices are numbers"),
+    ]
     rules = [
         ColumnRule(
-            "ExpectColumnValuesToNotBeNull",
-            "invoice_ts",
-            f"invoice dates parse (at least {allowed:.0%})",
+            "ExpectColumnValuesToBeNull",
+            f"{column}_unparsed",
+            f"{words} (at least {allowed:.0%})",
             mostly=allowed,
-        ),
-        ColumnRule(
-            "ExpectColumnValuesToNotBeNull",
-            "quantity_num",
-            f"quantities are numbers (at least {allowed:.0%})",
-            mostly=allowed,
-        ),
-        ColumnRule(
-            "ExpectColumnValuesToNotBeNull",
-            "unit_price_exact",
-            f"unit prices are numbers (at least {allowed:.0%})",
-            mostly=allowed,
-        ),
+        )
+        for column, _, words in parses
+    ]
+    rules.append(
         ColumnRule(
             "ExpectColumnValuesToNotBeNull",
             "customer_key",
             f"lines have a customer id (at least {1 - max_missing_customer_share:.0%})",
             mostly=1 - max_missing_customer_share,
-        ),
-    ]
-    if rows and not missing:
-        # The same parsing staging applies: a blank or unparseable value is NULL here.
-        parsed = (
-            f"SELECT {PARSED['invoice_ts']} AS invoice_ts, {PARSED['quantity_num']} AS quantity_num, "
-            f"CAST({PARSED['unit_price_exact']} AS DOUBLE) AS unit_price_exact, "
-            f"{PARSED['customer_key']} AS customer_key FROM {table}"
         )
-        outcomes += check_columns(conn, parsed, rules)
+    )
+    if rows and not missing:
+        # The parsing staging applies; a value that fails it is kept as the file wrote it, so the
+        # check's examples show what is wrong ('£2.55', '31/02/2024') rather than a NULL.
+        unparsed = ", ".join(
+            f"CASE WHEN {PARSED[parsed]} IS NULL THEN coalesce({column}, '(blank)') END AS {column}_unparsed"
+            for column, parsed, _ in parses
+        )
+        sql = f"SELECT {unparsed}, {PARSED['customer_key']} AS customer_key FROM {table}"
+        outcomes += check_columns(conn, sql, rules)
     return GateResult("raw", str(table.live), tuple(outcomes))
 
 

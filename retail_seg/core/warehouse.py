@@ -103,3 +103,25 @@ def read_table(
     """Read a customer-grain table into pandas (never a transaction-grain one)."""
     selected = ", ".join(f'"{c}"' for c in columns) if columns else "*"
     return conn.execute(f"SELECT {selected} FROM {table}").df()
+
+
+def published_tables(conn: duckdb.DuckDBPyConnection) -> list[Table]:
+    """Every live table of the layer schemas (candidates excluded)."""
+    rows = conn.execute(
+        "SELECT table_schema, table_name FROM information_schema.tables "
+        "WHERE table_schema IN (SELECT unnest(?)) AND table_name NOT LIKE '\\_candidate\\_%' ESCAPE '\\' "
+        "ORDER BY 1, 2",
+        [list(SCHEMAS)],
+    ).fetchall()
+    return [Table(schema, name) for schema, name in rows]
+
+
+def table_checksum(conn: duckdb.DuckDBPyConnection, table: Table) -> tuple[int, int]:
+    """Row count and an order-independent hash of every row's values: equal means same contents."""
+    count, digest = conn.execute(f"SELECT count(*), sum(hash(t)::HUGEINT) FROM {table} t").fetchone()
+    return count, int(digest or 0)
+
+
+def published_checksums(conn: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int]]:
+    """Checksums of every published table, to show a failed run changed nothing."""
+    return {str(table): table_checksum(conn, table) for table in published_tables(conn)}

@@ -1,0 +1,333 @@
+"""The bad-input catalogue: what real exports throw at the pipeline, and exactly what happens to each.
+
+Every case starts from a warehouse holding a good run. A case that must be refused asserts which gate
+failed and why, that nothing downstream ran, and that every published table is unchanged. A case that
+must load asserts which rows were rejected for which rule.
+"""
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+
+from retail_seg.core.synthetic import write_synthetic
+from retail_seg.core.warehouse import published_checksums
+from retail_seg_tests.pipeline import materialize_all, query
+
+ALL_ASSETS = {
+    "raw_transactions",
+    "clean_transactions",
+    "rejected_rows",
+    "customers",
+    "customer_features",
+    "k_selection",
+    "customer_segments",
+    "segment_profiles",
+    "segment_report",
+}
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory):
+    """A warehouse after a good run on a small synthetic export, and that export as text."""
+    workdir = tmp_path_factory.mktemp("good")
+    source, _ = write_synthetic(workdir / "source", customers=400, seed=5)
+    result = materialize_all(source, workdir)
+    assert result.success
+    with duckdb.connect(str(workdir / "warehouse.duckdb"), read_only=True) as conn:
+        checksums = published_checksums(conn)
+    frame = pd.read_csv(source, dtype=str, keep_default_na=False)
+    return workdir, checksums, frame
+
+
+@pytest.fixture
+def case(good, tmp_path):
+    """Run the pipeline on a bad file against a copy of the good warehouse."""
+    workdir, _, _ = good
+
+    def run(path: Path) -> tuple[dg.ExecuteInProcessResult, Path]:
+        shutil.copy(workdir / "warehouse.duckdb", tmp_path / "warehouse.duckdb")
+        return materialize_all(path, tmp_path), tmp_path
+
+    return run
+
+
+def _materialized(result) -> set[str]:
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+
+
+def _failed_checks(result) -> dict[str, str]:
+    return {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.description
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
+    }
+
+
+def _checksums(workdir: Path) -> dict:
+    with duckdb.connect(str(workdir / "warehouse.duckdb"), read_only=True) as conn:
+        return published_checksums(conn)
+
+
+# What a run refused at the features gate has already published: the layers upstream, which passed theirs.
+STAGED_ASSETS = {"raw_transactions", "clean_transactions", "rejected_rows", "customers"}
+STAGED_TABLES = {"raw.transactions", "staging.transactions", "staging.rejected_rows", "staging.customers"}
+
+
+def assert_refused(result, workdir, good, gate: str, *words: str, upstream_published: bool = False):
+    """The run failed at `gate` saying `words`; every table past the gate is as the good run left it."""
+    assert not result.success
+    failed = _failed_checks(result)
+    assert list(failed) == [f"{gate}_gate"]
+    for word in words:
+        assert word in failed[f"{gate}_gate"]
+    assert _materialized(result) == (STAGED_ASSETS if upstream_published else set())
+    before, after = good[1], _checksums(workdir)
+    kept = set(before) - (STAGED_TABLES if upstream_published else set())
+    assert "marts.customer_segments" in kept
+    assert {t: after[t] for t in kept} == {t: before[t] for t in kept}
+
+
+def _write(frame: pd.DataFrame, path: Path) -> Path:
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _rejected(workdir: Path) -> dict[int, str]:
+    return dict(query(workdir, "SELECT source_row, rule FROM staging.rejected_rows"))
+
+
+# Files that must be refused at the door ------------------------------------------------------------
+
+
+def test_empty_file(case, good, tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"")
+    result, workdir = case(path)
+    assert_refused(result, workdir, good, "raw", "empty.csv", "file is empty")
+
+
+def test_header_only(case, good, tmp_path):
+    path = tmp_path / "header.csv"
+    path.write_text(",".join(good[2].columns) + "\n")
+    result, workdir = case(path)
+    assert_refused(result, workdir, good, "raw", "at least one transaction line", "0 lines")
+
+
+def test_required_column_missing(case, good, tmp_path):
+    path = _write(good[2].drop(columns="invoice_date"), tmp_path / "no_date.csv")
+    result, workdir = case(path)
+    assert_refused(result, workdir, good, "raw", "no_date.csv", "missing column 'invoice_date'")
+
+
+def test_columns_renamed(case, good, tmp_path):
+    renamed = good[2].rename(columns={"quantity": "Qty", "unit_price": "Price Each"})
+    result, workdir = case(_write(renamed, tmp_path / "renamed.csv"))
+    assert_refused(
+        result, workdir, good, "raw", "missing columns 'quantity', 'unit_price'", "Qty, Price Each"
+    )
+
+
+def test_text_in_a_whole_numeric_column(case, good, tmp_path):
+    priced = good[2].assign(unit_price="£" + good[2]["unit_price"])
+    result, workdir = case(_write(priced, tmp_path / "pounds.csv"))
+    assert_refused(result, workdir, good, "raw", "unit prices are numbers", "e.g. £")
+
+
+def test_every_customer_id_missing(case, good, tmp_path):
+    result, workdir = case(_write(good[2].assign(customer_id=""), tmp_path / "guests.csv"))
+    assert_refused(result, workdir, good, "raw", "lines have a customer id", "(100.00%)")
+
+
+def test_european_export_with_decimal_commas(case, good, tmp_path):
+    path = tmp_path / "semicolons.csv"
+    good[2].assign(unit_price=good[2]["unit_price"].str.replace(".", ",")).to_csv(path, sep=";", index=False)
+    result, workdir = case(path)
+    assert_refused(result, workdir, good, "raw", "unit prices are numbers")
+
+
+def test_unsupported_file_type(case, good, tmp_path):
+    path = tmp_path / "export.json"
+    path.write_text("[]")
+    result, workdir = case(path)
+    assert_refused(result, workdir, good, "raw", "export.json", "file type '.json' not supported")
+
+
+# Files that load, but stop before the marts -------------------------------------------------------
+
+
+def test_all_rows_cancelled(case, good, tmp_path):
+    frame = good[2]
+    cancelled = frame.assign(
+        invoice_no="C" + frame["invoice_no"], quantity="-" + frame["quantity"].str.lstrip("-")
+    )
+    result, workdir = case(_write(cancelled, tmp_path / "cancelled.csv"))
+    assert_refused(
+        result, workdir, good, "features", "at least 3 customers", "0 customers", upstream_published=True
+    )
+    [(returns, lines)] = query(
+        workdir, "SELECT count(*) FILTER (WHERE is_return), count(*) FROM staging.transactions"
+    )
+    assert returns == lines > 0
+
+
+def test_one_customer_only(case, good, tmp_path):
+    frame = good[2]
+    one = frame[frame["customer_id"] == frame.loc[frame["customer_id"] != "", "customer_id"].iloc[0]]
+    result, workdir = case(_write(one, tmp_path / "one.csv"))
+    assert_refused(
+        result, workdir, good, "features", "at least 3 customers", "1 customers", upstream_published=True
+    )
+
+
+# Files that load, with the bad lines rejected for their rule -----------------------------------------
+
+
+def test_a_few_text_values_in_numeric_columns(case, tmp_path):
+    rows = pd.DataFrame([_line(i, f"c{i % 7}") for i in range(60)]).astype(str)
+    rows.loc[3, "quantity"] = "two"
+    rows.loc[9, "unit_price"] = "N/A"
+    result, workdir = case(_write(rows, tmp_path / "typos.csv"))
+    assert result.success
+    assert _rejected(workdir) == {4: "quantity_not_a_number", 10: "unit_price_not_a_number"}
+
+
+def test_unparseable_and_future_dates(case, tmp_path):
+    rows = pd.DataFrame([_line(i, f"c{i % 7}") for i in range(60)]).astype(str)
+    rows.loc[0, "invoice_date"] = "31/02/2024 10:00"
+    rows.loc[1, "invoice_date"] = "someday"
+    rows.loc[2, "invoice_date"] = "2999-01-01 00:00:00"
+    result, workdir = case(_write(rows, tmp_path / "dates.csv"))
+    assert result.success
+    assert _rejected(workdir) == {
+        1: "unparseable_invoice_date",
+        2: "unparseable_invoice_date",
+        3: "invoice_date_out_of_range",
+    }
+
+
+def test_fewer_customers_than_clusters(case, tmp_path):
+    rows = pd.DataFrame([_line(i, f"c{i % 5}", day=(i % 5) * 20 + i % 3) for i in range(40)]).astype(str)
+    result, workdir = case(_write(rows, tmp_path / "five.csv"))
+    assert result.success
+    [(segmented, k)] = query(workdir, "SELECT count(*), max(k) FROM marts.customer_segments")
+    assert segmented == 5
+    assert 2 <= k <= 4  # k stops below the number of customers
+    assert query(workdir, "SELECT max(k) FROM marts.k_selection")[0][0] == 4
+
+
+def test_truncated_last_line(case, good, tmp_path):
+    path = _write(good[2], tmp_path / "cut.csv")
+    text = path.read_text()
+    path.write_text(text[: text.rstrip("\n").rfind(",", 0, len(text) - 40)])  # cut inside the last line
+    result, workdir = case(path)
+    assert result.success
+    last = len(good[2])
+    assert _rejected(workdir)[last] in {"missing_customer_id", "unparseable_invoice_date"}
+    [(raw,)] = query(workdir, "SELECT count(*) FROM raw.transactions")
+    assert raw == last
+
+
+def test_non_utf8_bytes_are_read_as_latin1(case, tmp_path):
+    rows = pd.DataFrame([_line(i, f"c{i % 7}") for i in range(30)]).astype(str)
+    rows.loc[0, "description"] = "CAFÉ AU LAIT BOWL"
+    path = tmp_path / "latin1.csv"
+    rows.to_csv(path, index=False, encoding="latin-1")
+    result, workdir = case(path)
+    assert result.success
+    raw = next(
+        e for e in result.get_asset_materialization_events() if e.asset_key.path == ["raw_transactions"]
+    )
+    assert raw.materialization.metadata["source_encoding"].value == "latin-1"
+    assert query(workdir, "SELECT description FROM staging.transactions WHERE source_row = 1") == [
+        ("CAFÉ AU LAIT BOWL",)
+    ]
+
+
+def test_duplicated_file_contents_count_once(case, good, tmp_path):
+    workdir_good, before, frame = good
+    doubled = pd.concat([frame, frame], ignore_index=True)
+    result, workdir = case(_write(doubled, tmp_path / "twice.csv"))
+    assert result.success
+    rules = dict(query(workdir, "SELECT rule, count(*) FROM staging.rejected_rows GROUP BY rule"))
+    [(first_clean,)] = query(workdir_good, "SELECT count(*) FROM staging.transactions")
+    [(first_duplicates,)] = query(
+        workdir_good, "SELECT count(*) FROM staging.rejected_rows WHERE rule = 'duplicate_line'"
+    )
+    # A line the good file had once is now twice (one duplicate); one it had twice is now four times.
+    assert rules["duplicate_line"] == first_clean + 2 * first_duplicates
+    assert _checksums(workdir)["marts.customer_features"] == before["marts.customer_features"]
+    assert query(
+        workdir, "SELECT customer_id, cluster, segment FROM marts.customer_segments ORDER BY 1"
+    ) == query(workdir_good, "SELECT customer_id, cluster, segment FROM marts.customer_segments ORDER BY 1")
+
+
+def test_same_file_loaded_twice_gives_the_same_tables(case, good):
+    workdir_good, before, _ = good
+    source = workdir_good / "source" / "transactions.csv"
+    result, workdir = case(source)
+    assert result.success
+    after = _checksums(workdir)
+    # Everything but the lineage columns (run ids) is identical.
+    for table in (
+        "staging.customers",
+        "marts.customer_features",
+        "marts.k_selection",
+        "marts.segment_profiles",
+    ):
+        assert after[table] == before[table], table
+
+
+def test_outlier_heavy_file(case, good, tmp_path):
+    frame = good[2]
+    heavy = frame.copy()
+    every_tenth = heavy.index % 10 == 0
+    heavy.loc[every_tenth, "quantity"] = (heavy.loc[every_tenth, "quantity"].astype(int) * 500).astype(str)
+    result, workdir = case(_write(heavy, tmp_path / "outliers.csv"))
+    assert result.success
+    expected_absurd = (heavy["quantity"].astype(int).abs() > 10_000) & (heavy["customer_id"] != "")
+    rules = dict(query(workdir, "SELECT rule, count(*) FROM staging.rejected_rows GROUP BY rule"))
+    assert rules["absurd_quantity"] <= expected_absurd.sum()
+    assert rules["absurd_quantity"] > 0.5 * expected_absurd.sum()
+    [(featured, segmented)] = query(
+        workdir,
+        "SELECT (SELECT count(*) FROM marts.customer_features), "
+        "(SELECT count(*) FROM marts.customer_segments)",
+    )
+    assert featured == segmented > 0
+
+
+def test_bom_crlf_and_quoted_commas_read_like_a_plain_file(case, good, tmp_path):
+    _, before, frame = good
+    quoted = frame.assign(description=frame["description"].str.replace("HOLDER", "HOLDER, WHITE"))
+    path = tmp_path / "windows.csv"
+    quoted.to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\r\n")
+    result, workdir = case(path)
+    assert result.success
+    assert _materialized(result) == ALL_ASSETS
+    assert _checksums(workdir)["marts.customer_features"] == before["marts.customer_features"]
+    assert (
+        query(workdir, "SELECT count(*) FROM staging.transactions WHERE description LIKE '%HOLDER, WHITE%'")[
+            0
+        ][0]
+        > 0
+    )
+
+
+def _line(i: int, customer: str, day: int | None = None) -> dict[str, object]:
+    """A clean canonical line for hand-built files: invoice i, `day` (or i) days into 2024."""
+    when = dt.datetime(2024, 1, 1, 10) + dt.timedelta(days=i if day is None else day)
+    return {
+        "invoice_no": str(1000 + i),
+        "stock_code": f"S{i % 4}",
+        "description": "MUG",
+        "quantity": 1 + i % 3,
+        "unit_price": 2.5 + i % 5,
+        "invoice_date": when.strftime("%Y-%m-%d %H:%M:%S"),
+        "customer_id": customer,
+        "country": "United Kingdom",
+    }
