@@ -114,3 +114,23 @@ def test_report_shows_existing_figures_and_the_profiles(run):
         assert (workdir / "reports" / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for (segment,) in query(workdir, "SELECT segment FROM marts.segment_profiles"):
         assert f"<td>{segment}</td>" in page
+
+
+def test_every_gate_passed_and_lists_its_rules(run):
+    result, _, _ = run
+    evaluations = [
+        e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    assert {(ev.asset_key.to_user_string(), ev.check_name) for ev in evaluations} == {
+        ("raw_transactions", "raw_gate"),
+        ("clean_transactions", "staging_gate"),
+        ("customer_features", "features_gate"),
+        ("customer_segments", "segments_gate"),
+    }
+    for evaluation in evaluations:
+        assert evaluation.passed
+        assert evaluation.severity.value == "ERROR"
+        rules = [label for label in evaluation.metadata if label.startswith("pass: ")]
+        assert len(rules) == evaluation.metadata["evaluated"].value >= 6

@@ -27,7 +27,13 @@ def _outcomes_metadata(result: GateResult) -> dict[str, dg.MetadataValue]:
         {"rule": o.rule, "observed": o.observed, "result": "pass" if o.passed else "FAIL", "engine": o.engine}
         for o in result.outcomes
     ]
+    # One entry per rule, so the checks tab reads as a list without opening anything; then the table.
+    per_rule = {
+        f"{'pass' if o.passed else 'FAIL'}: {o.rule}": dg.MetadataValue.text(o.observed)
+        for o in result.outcomes
+    }
     return {
+        **per_rule,
         "expectations": markdown_table(pd.DataFrame(rows, columns=["rule", "observed", "result", "engine"])),
         "failed": len(result.failures),
         "evaluated": len(result.outcomes),
@@ -47,9 +53,11 @@ def check_result(result: GateResult, asset: str) -> dg.AssetCheckResult:
     )
 
 
-def stop_if_failed(result: GateResult) -> None:
-    """End the step, in plain words, when the gate failed; the check result has already been reported."""
-    if not result.passed:
-        raise dg.Failure(
-            description=result.message(), metadata=_outcomes_metadata(result), allow_retries=False
-        )
+def refuse(result: GateResult, asset: str):
+    """Report a failed gate and end the step in plain words; the asset is not materialized.
+
+    A passed gate's result travels inside the MaterializeResult instead, so that it is recorded
+    against the materialization it approved.
+    """
+    yield check_result(result, asset)
+    raise dg.Failure(description=result.message(), metadata=_outcomes_metadata(result), allow_retries=False)

@@ -6,7 +6,7 @@ from dagster_duckdb import DuckDBResource
 from retail_seg.core.quality import GateResult, Outcome, raw_gate
 from retail_seg.core.sources import SourceFormatError, load_raw
 from retail_seg.core.warehouse import RAW_TRANSACTIONS
-from retail_seg.defs.gates import check_result, gate_spec, publish_if_passed, stop_if_failed
+from retail_seg.defs.gates import check_result, gate_spec, publish_if_passed, refuse
 from retail_seg.defs.metadata import table_metadata
 from retail_seg.defs.resources import SourceFile
 
@@ -58,14 +58,15 @@ def raw_transactions(
             )
         publish_if_passed(conn, gate, RAW_TRANSACTIONS)
         metadata = table_metadata(conn, RAW_TRANSACTIONS) if gate.passed else {}
-    yield check_result(gate, "raw_transactions")
-    stop_if_failed(gate)
+    if not gate.passed:
+        yield from refuse(gate, "raw_transactions")
     yield dg.MaterializeResult(
+        check_results=[check_result(gate, "raw_transactions")],
         metadata={
             **metadata,
             "source_file": dg.MetadataValue.path(str(path)),
             "source_sha256": loaded.sha256,
             "source_format": loaded.format.name,
             "source_encoding": loaded.encoding,
-        }
+        },
     )

@@ -21,7 +21,7 @@ from retail_seg.core.warehouse import (
     publish,
     read_table,
 )
-from retail_seg.defs.gates import check_result, gate_spec, publish_if_passed, stop_if_failed
+from retail_seg.defs.gates import check_result, gate_spec, publish_if_passed, refuse
 from retail_seg.defs.metadata import markdown_table, save_figure, table_metadata
 from retail_seg.defs.resources import ReportsFolder
 
@@ -66,15 +66,16 @@ def customer_features(config: FeaturesConfig, warehouse: DuckDBResource):
         gate = features_gate(conn, CUSTOMER_FEATURES.candidate)
         publish_if_passed(conn, gate, CUSTOMER_FEATURES)
         metadata = table_metadata(conn, CUSTOMER_FEATURES) if gate.passed else {}
-    yield check_result(gate, "customer_features")
-    stop_if_failed(gate)
+    if not gate.passed:
+        yield from refuse(gate, "customer_features")
     yield dg.MaterializeResult(
+        check_results=[check_result(gate, "customer_features")],
         metadata={
             **metadata,
             "as_of": str(built.as_of),
             "customers_without_purchase": built.without_purchase,
             "customers_with_non_positive_spend": built.non_positive_spend,
-        }
+        },
     )
 
 
@@ -129,8 +130,8 @@ def segmentation(
         publish_if_passed(conn, gate, K_SELECTION, CUSTOMER_SEGMENTS)
         k_metadata = table_metadata(conn, K_SELECTION) if gate.passed else {}
         segment_metadata = table_metadata(conn, CUSTOMER_SEGMENTS) if gate.passed else {}
-    yield check_result(gate, "customer_segments")
-    stop_if_failed(gate)
+    if not gate.passed:
+        yield from refuse(gate, "customer_segments")
     fig = elbow_curve(result.k_table, result.chosen_k)
     _, elbow = save_figure(fig, reports.prepare(), "elbow_curve")
     yield dg.MaterializeResult(
@@ -145,6 +146,7 @@ def segmentation(
     sizes = assignments["segment"].value_counts().sort_index()
     yield dg.MaterializeResult(
         asset_key="customer_segments",
+        check_results=[check_result(gate, "customer_segments")],
         metadata={
             **segment_metadata,
             "k": result.chosen_k,

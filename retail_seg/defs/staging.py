@@ -8,7 +8,7 @@ from dagster_duckdb import DuckDBResource
 from retail_seg.core.cleaning import REJECTION_RULES, build_customers, clean_transactions
 from retail_seg.core.quality import staging_gate
 from retail_seg.core.warehouse import CUSTOMERS, REJECTED_ROWS, STAGING_TRANSACTIONS, publish
-from retail_seg.defs.gates import check_result, gate_spec, publish_if_passed, stop_if_failed
+from retail_seg.defs.gates import check_result, gate_spec, publish_if_passed, refuse
 from retail_seg.defs.ingest import raw_transactions
 from retail_seg.defs.metadata import table_metadata
 
@@ -74,11 +74,12 @@ def staged_transactions(config: CleaningConfig, warehouse: DuckDBResource):
         publish_if_passed(conn, gate, STAGING_TRANSACTIONS, REJECTED_ROWS)
         clean_metadata = table_metadata(conn, STAGING_TRANSACTIONS) if gate.passed else {}
         rejected_metadata = table_metadata(conn, REJECTED_ROWS) if gate.passed else {}
-    yield check_result(gate, "clean_transactions")
-    stop_if_failed(gate)
+    if not gate.passed:
+        yield from refuse(gate, "clean_transactions")
     by_rule = {rule: result.rejected_by_rule.get(rule, 0) for rule in REJECTION_RULES}
     yield dg.MaterializeResult(
         asset_key="clean_transactions",
+        check_results=[check_result(gate, "clean_transactions")],
         metadata={
             **clean_metadata,
             "rejected_rows": result.rejected_rows,
