@@ -34,7 +34,9 @@ def _run(args: argparse.Namespace) -> int:
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure:
-                print(f"step {event.step_key} failed: {event.step_failure_data.error.message.strip()}")
+                failure = event.step_failure_data
+                reason = failure.user_failure_data.description if failure.user_failure_data else None
+                print(f"step {event.step_key} failed: {reason or failure.error.message.strip()}")
         return 1
     report = Path(os.environ["RETAIL_SEG_REPORTS"]) / "index.html"
     print(f"report: {report}")

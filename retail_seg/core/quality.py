@@ -105,7 +105,8 @@ def _chunks(conn: duckdb.DuckDBPyConnection, sql: str, params) -> Iterator[pd.Da
 
 
 def _sample_values(result: dict) -> str:
-    examples = [str(item["value"]) for item in result.get("partial_unexpected_counts", [])[:3]]
+    counts = result.get("partial_unexpected_counts", [])
+    examples = [str(item["value"]) for item in counts if item["value"] is not None][:3]
     return f"; e.g. {', '.join(examples)}" if examples else ""
 
 
