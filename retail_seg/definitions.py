@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from retail_seg.defs import ingest, marts, reports, staging
+from retail_seg.defs import eda, ingest, marts, reports, staging
 from retail_seg.defs.resources import production_resources
 
 ASSETS = [
@@ -10,6 +10,8 @@ ASSETS = [
     staging.staged_transactions,
     staging.customers,
     marts.customer_features,
+    eda.eda_summary,
+    marts.model_features,
     marts.segmentation,
     marts.segment_profiles,
     reports.segment_report,

@@ -11,6 +11,22 @@ from dagster_duckdb import DuckDBResource
 from retail_seg.definitions import ASSETS
 from retail_seg.defs.resources import ReportsFolder, SourceFile
 
+# Every asset of the graph, named here rather than read from the definitions so a lost asset fails.
+ALL_ASSETS = {
+    "raw_transactions",
+    "clean_transactions",
+    "rejected_rows",
+    "customers",
+    "customer_features",
+    "eda_summary",
+    "model_features",
+    "k_selection",
+    "method_comparison",
+    "customer_segments",
+    "segment_profiles",
+    "segment_report",
+}
+
 
 def materialize_all(source: Path, workdir: Path, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
     """Materialize every asset on `source`, writing under `workdir`."""

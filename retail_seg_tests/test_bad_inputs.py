@@ -16,19 +16,7 @@ import pytest
 
 from retail_seg.core.synthetic import write_synthetic
 from retail_seg.core.warehouse import published_checksums
-from retail_seg_tests.pipeline import materialize_all, query
-
-ALL_ASSETS = {
-    "raw_transactions",
-    "clean_transactions",
-    "rejected_rows",
-    "customers",
-    "customer_features",
-    "k_selection",
-    "customer_segments",
-    "segment_profiles",
-    "segment_report",
-}
+from retail_seg_tests.pipeline import ALL_ASSETS, materialize_all, query
 
 
 @pytest.fixture(scope="module")

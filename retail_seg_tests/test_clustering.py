@@ -1,11 +1,14 @@
-"""K-Means with an automatic elbow finds structure that is really there."""
+"""K-Means, Ward and the comparison between them find structure that is really there."""
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from retail_seg.core.clustering import find_knee, segment_customers
+from retail_seg.core.clustering import cluster_metrics, find_knee, order_by_value, sweep_kmeans, usable_k
+from retail_seg.core.hierarchical import cut_tree, grow_tree, sweep_ward
+from retail_seg.core.segmentation import choose_method, crosstab, segment
+from retail_seg_tests.blobs import THREE_GROUPS, blobs, matrix
 
 
 def test_find_knee_on_a_constructed_curve():
@@ -20,52 +23,101 @@ def test_find_knee_on_a_smooth_hyperbola():
     assert find_knee(ks, 100 / ks) in (4, 5)
 
 
-def _blobs(sizes, centres, seed=0):
-    rng = np.random.default_rng(seed)
-    rows = []
-    for group, (size, (r, f, m)) in enumerate(zip(sizes, centres, strict=True)):
-        rows.append(
-            pd.DataFrame(
-                {
-                    "recency_days": np.round(np.exp(rng.normal(np.log(r), 0.15, size))),
-                    "frequency": np.maximum(1, np.round(np.exp(rng.normal(np.log(f), 0.15, size)))),
-                    "monetary": np.exp(rng.normal(np.log(m), 0.15, size)),
-                    "group": group,
-                }
-            )
-        )
-    data = pd.concat(rows, ignore_index=True)
-    return data.assign(customer_id=[f"c{i}" for i in range(len(data))])
+@pytest.fixture(scope="module")
+def three():
+    data = blobs(*THREE_GROUPS)
+    return data, matrix(data)
 
 
-def test_segmentation_recovers_separated_groups():
-    data = _blobs([300, 200, 250], [(5, 30, 5000), (300, 3, 200), (40, 1, 40)])
-    result = segment_customers(data.drop(columns="group"), seed=1)
+def test_kmeans_sweep_reports_every_metric_and_finds_the_groups(three):
+    data, x = three
+    table, labels = sweep_kmeans(x, range(2, 11), seed=1)
+    assert table["k"].tolist() == list(range(2, 11))
+    assert table.notna().all().all()
+    assert find_knee(table["k"].to_numpy(), table["inertia"].to_numpy()) == 3
+    best = table.loc[table["silhouette"].idxmax()]
+    assert best["k"] == 3 and best["davies_bouldin"] == table["davies_bouldin"].min()
+    assert adjusted_rand_score(data["group"], labels[3]) > 0.95
+
+
+def test_ward_exact_and_on_a_sample_both_find_the_groups(three):
+    data, x = three
+    exact = grow_tree(x, seed=0)
+    assert len(exact.sample) == len(x)
+    sampled = grow_tree(x, seed=0, max_points=120)
+    assert len(sampled.sample) == 120 and sampled.linkage.shape == (119, 4)
+    for tree in (exact, sampled):
+        labels = cut_tree(x, tree, 3)
+        assert len(labels) == len(x) and set(labels) == {0, 1, 2}
+        assert adjusted_rand_score(data["group"], labels) > 0.95
+
+
+def test_ward_sweep_matches_kmeans_columns(three):
+    _, x = three
+    table, labels, _ = sweep_ward(x, range(2, 6), seed=0)
+    kmeans_table, _ = sweep_kmeans(x, range(2, 6), seed=0)
+    assert table.columns.tolist() == kmeans_table.columns.tolist()
+    assert sorted(labels) == [2, 3, 4, 5]
+
+
+def test_cluster_ids_are_ordered_by_spend():
+    labels = np.array([0, 0, 1, 1, 2])
+    spend = np.array([10.0, 12.0, 500.0, 700.0, 60.0])
+    assert order_by_value(labels, spend).tolist() == [2, 2, 0, 0, 1]
+
+
+def test_metrics_of_a_single_cluster_are_undefined_not_an_error():
+    metrics = cluster_metrics(np.random.default_rng(0).normal(size=(20, 2)), np.zeros(20, dtype=int), seed=0)
+    assert np.isnan(metrics["silhouette"]) and metrics["inertia"] > 0
+
+
+def test_k_stops_below_the_number_of_customers():
+    assert usable_k(range(2, 11), 5) == [2, 3, 4]
+    assert usable_k(range(2, 11), 2) == []
+
+
+def test_segment_compares_methods_and_publishes_the_better(three):
+    data, x = three
+    result = segment(x, data["monetary"].to_numpy(), range(2, 11), seed=1)
     assert result.chosen_k == 3
-    assert adjusted_rand_score(data["group"], result.assignments["cluster"]) > 0.95
-    assert result.silhouette > 0.6
-    # Cluster 0 is always the highest-spending one, whatever order K-Means found them in.
-    top = result.assignments.loc[data["group"] == 0, "cluster"]
-    assert (top == 0).all()
-    assert result.k_table["chosen"].sum() == 1
-    assert result.k_table["k"].tolist() == list(range(2, 11))
+    assert set(result.k_table["method"]) == {"kmeans", "ward"}
+    assert result.k_table["chosen"].sum() == 2  # k = 3 for each method
+    scores = result.comparison.set_index("method")["silhouette"]
+    assert result.method == scores.idxmax() or scores["kmeans"] == scores["ward"]
+    assert result.comparison["selected"].sum() == 1
+    assert result.agreement > 0.95
+    top = result.clusters[data["group"].to_numpy() == 0]
+    assert (top == 0).all()  # the big spenders are cluster 0
 
 
-def test_segmentation_is_deterministic_for_a_seed():
-    data = _blobs([100, 100], [(5, 20, 2000), (200, 2, 50)]).drop(columns="group")
-    first = segment_customers(data, seed=3)
-    second = segment_customers(data, seed=3)
-    pd.testing.assert_frame_equal(first.assignments, second.assignments)
+def test_configured_method_wins_over_silhouette():
+    comparison = pd.DataFrame({"method": ["kmeans", "ward"], "k": [4, 4], "silhouette": [0.5, 0.6]})
+    assert choose_method(comparison, "auto")[0] == "ward"
+    method, reason = choose_method(comparison, "kmeans")
+    assert method == "kmeans" and reason.startswith("configured")
+    tie = comparison.assign(silhouette=0.5)
+    assert choose_method(tie, "auto")[0] == "kmeans"
 
 
-def test_k_range_is_capped_by_customer_count():
-    data = _blobs([3, 3], [(5, 20, 2000), (200, 2, 50)]).drop(columns="group")
-    result = segment_customers(data, seed=0)
-    assert result.k_table["k"].max() == 5
-    assert len(result.assignments) == 6
+def test_segment_is_deterministic_for_a_seed():
+    data = blobs([100, 100], [(5, 20, 2000), (200, 2, 50)])
+    first = segment(matrix(data), data["monetary"].to_numpy(), range(2, 6), seed=3)
+    second = segment(matrix(data), data["monetary"].to_numpy(), range(2, 6), seed=3)
+    assert np.array_equal(first.clusters, second.clusters)
+    pd.testing.assert_frame_equal(first.k_table, second.k_table)
 
 
 def test_too_few_customers_is_a_clear_error():
-    data = _blobs([1, 1], [(5, 20, 2000), (200, 2, 50)]).drop(columns="group")
     with pytest.raises(ValueError, match="at least 3 customers, got 2"):
-        segment_customers(data)
+        segment(np.zeros((2, 3)), np.ones(2), range(2, 11), seed=0)
+
+
+def test_crosstab_counts_customers_per_cluster_and_rfm_segment():
+    table = crosstab(
+        pd.Series([0, 0, 1, 1, 1]), pd.Series(["Champions", "Champions", "At Risk", "Champions", "At Risk"])
+    )
+    assert {tuple(r) for r in table.itertuples(index=False)} == {
+        (0, "Champions", 2),
+        (1, "At Risk", 2),
+        (1, "Champions", 1),
+    }

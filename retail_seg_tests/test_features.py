@@ -2,8 +2,12 @@
 
 import datetime as dt
 
+import pandas as pd
+import pytest
+
 from retail_seg.core.cleaning import clean_transactions
 from retail_seg.core.features import build_customer_features
+from retail_seg.core.rfm import rfm_segment
 from retail_seg.core.sources import load_raw
 from retail_seg.core.warehouse import (
     CUSTOMER_FEATURES,
@@ -76,3 +80,25 @@ def test_explicit_as_of_ignores_later_lines(conn, canonical_csv):
     assert built.as_of == dt.date(2024, 3, 10)
     assert sorted(features.index) == ["a"]  # b bought later; c returned all; d never bought
     assert features.loc["a", ["recency_days", "frequency", "monetary"]].tolist() == [9, 1, 20.0]
+
+
+def test_engineered_features_match_hand_calculation(conn, canonical_csv):
+    _, features = _features(conn, canonical_csv(ROWS))
+    a = features.loc["a"]
+    assert a["tenure_days"] == 31  # first purchase 1 March, as-of 1 April
+    assert a["avg_order_value"] == 15.0  # 30 net over 2 invoices
+    assert a["mean_days_between"] == pytest.approx(19.35, abs=0.01)  # 19 days 8.5 hours, one gap
+    assert a["distinct_products"] == 2
+    assert a["return_rate"] == pytest.approx(5 / 35, abs=1e-4)  # returned 5 of 35 bought
+    b = features.loc["b"]
+    assert pd.isna(b["mean_days_between"])  # one purchase: no gap to measure
+    assert b["return_rate"] == 0.0
+
+
+def test_rfm_scores_and_named_segment(conn, canonical_csv):
+    _, features = _features(conn, canonical_csv(ROWS))
+    # Two customers score 1 and 3: b is more recent; a buys more often and spends more.
+    assert features.loc["a", ["r_score", "f_score", "m_score"]].tolist() == [1, 3, 3]
+    assert features.loc["b", ["r_score", "f_score", "m_score"]].tolist() == [3, 1, 1]
+    assert features.loc["a", "rfm_segment"] == rfm_segment(1, 3)
+    assert features.loc["b", "rfm_segment"] == rfm_segment(3, 1)

@@ -8,19 +8,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from retail_seg.core.synthetic import write_synthetic
 from retail_seg.definitions import defs
-from retail_seg_tests.pipeline import materialize_all, query
-
-ALL_ASSETS = {
-    "raw_transactions",
-    "clean_transactions",
-    "rejected_rows",
-    "customers",
-    "customer_features",
-    "k_selection",
-    "customer_segments",
-    "segment_profiles",
-    "segment_report",
-}
+from retail_seg_tests.pipeline import ALL_ASSETS, materialize_all, query
 
 
 @pytest.fixture(scope="module")
@@ -82,22 +70,56 @@ def test_one_row_per_customer_and_every_featured_customer_segmented(run):
     assert unsegmented == 0
     [(profiled, segments, k)] = query(
         workdir,
-        "SELECT sum(customers), count(*), (SELECT k FROM marts.k_selection WHERE chosen) "
-        "FROM marts.segment_profiles",
+        "SELECT sum(customers), count(*), "
+        "(SELECT k FROM marts.k_selection WHERE chosen AND method = 'kmeans') FROM marts.segment_profiles",
     )
     assert profiled == rows and segments == k and 2 <= k <= 10
 
 
-def test_clustering_recovers_the_planted_groups(run):
+@pytest.mark.parametrize("method", ["kmeans", "ward"])
+def test_each_method_recovers_the_planted_groups(run, method):
     _, workdir, planted = run
     found = pd.DataFrame(
-        query(workdir, "SELECT customer_id, cluster FROM marts.customer_segments"),
+        query(workdir, f"SELECT customer_id, {method}_cluster FROM marts.customer_segments"),
         columns=["customer_id", "cluster"],
     )
     truth = pd.read_csv(planted, dtype={"customer_id": str})
     joined = found.merge(truth, on="customer_id", validate="one_to_one")
     assert len(joined) == len(found)
     assert adjusted_rand_score(joined["group"], joined["cluster"]) >= 0.6
+
+
+def test_published_method_is_the_one_the_comparison_favours(run):
+    _, workdir, _ = run
+    rows = query(
+        workdir, "SELECT method, silhouette, selected FROM marts.method_comparison ORDER BY silhouette DESC"
+    )
+    assert sorted(r[0] for r in rows) == ["kmeans", "ward"]
+    assert rows[0][2] or rows[0][1] == rows[1][1]  # the higher silhouette is selected (a tie keeps K-Means)
+    [(method,)] = query(workdir, "SELECT DISTINCT method FROM marts.customer_segments")
+    assert method == next(r[0] for r in rows if r[2])
+
+
+def test_the_top_spending_most_frequent_segment_is_labelled_high_value(run):
+    _, workdir, _ = run
+    rows = query(
+        workdir,
+        "SELECT label, median_monetary, median_frequency FROM marts.segment_profiles ORDER BY 2 DESC",
+    )
+    top = rows[0]
+    assert top[2] == max(r[2] for r in rows)  # on this data the biggest spenders are also the most frequent
+    assert top[0] == "high-value"
+
+
+def test_every_featured_customer_has_an_rfm_segment_and_scores(run):
+    _, workdir, _ = run
+    [(missing, scores)] = query(
+        workdir,
+        "SELECT count(*) FILTER (WHERE rfm_segment IS NULL), "
+        "count(DISTINCT r_score) + count(DISTINCT f_score) + count(DISTINCT m_score) "
+        "FROM marts.customer_features",
+    )
+    assert missing == 0 and scores >= 12
 
 
 def test_report_shows_existing_figures_and_the_profiles(run):
@@ -107,13 +129,23 @@ def test_report_shows_existing_figures_and_the_profiles(run):
     assert set(images) == {
         "elbow_curve.png",
         "cluster_scatter.png",
+        "pca_scatter.png",
         "segment_sizes.png",
         "segment_revenue.png",
+        "rfm_heatmap.png",
+        "dendrogram.png",
+        "eda_histograms.png",
+        "monthly_revenue.png",
+        "spend_by_age_band.png",
+        "spend_by_gender.png",
     }
     for image in images:
         assert (workdir / "reports" / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    for (segment,) in query(workdir, "SELECT segment FROM marts.segment_profiles"):
-        assert f"<td>{segment}</td>" in page
+    for segment, recommendation in query(
+        workdir, "SELECT segment, recommendation FROM marts.segment_profiles"
+    ):
+        assert f">{segment}</td>" in page and f">{recommendation}</td>" in page
+    assert "published method" in page and "adjusted Rand index" in page
 
 
 def test_every_gate_passed_and_lists_its_rules(run):

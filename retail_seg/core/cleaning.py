@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 import duckdb
+import pandas as pd
 
 from retail_seg.core.sources import RAW_COLUMNS
 from retail_seg.core.warehouse import (
@@ -203,3 +204,10 @@ def build_customers(conn: duckdb.DuckDBPyConnection) -> CustomerBuild:
     build_candidate(conn, CUSTOMERS, _CUSTOMERS_SQL)
     counts = conn.execute(f"SELECT count(*), count(age), count(gender) FROM {CUSTOMERS.candidate}").fetchone()
     return CustomerBuild(*counts)
+
+
+def rejected_by_rule(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Published rejected lines counted by rule, most frequent first."""
+    return conn.sql(
+        f"SELECT rule, count(*) AS lines FROM {REJECTED_ROWS} GROUP BY rule ORDER BY 2 DESC, 1"
+    ).df()

@@ -1,4 +1,4 @@
-"""Customer features: recency, frequency and monetary value, aggregated in DuckDB."""
+"""Customer features: recency, frequency, monetary value, engineered features and RFM scores, in DuckDB."""
 
 from __future__ import annotations
 
@@ -7,9 +7,17 @@ from dataclasses import dataclass
 
 import duckdb
 
+from retail_seg.core.rfm import quintile_sql, segment_sql
 from retail_seg.core.warehouse import CUSTOMER_FEATURES, STAGING_TRANSACTIONS, build_candidate
 
 RFM_COLUMNS = ("recency_days", "frequency", "monetary")
+ENGINEERED_COLUMNS = (
+    "tenure_days",
+    "avg_order_value",
+    "mean_days_between",
+    "distinct_products",
+    "return_rate",
+)
 
 # The as-of date defaults to the day after the latest transaction, never the wall clock.
 _AS_OF_CTE = f"""
@@ -31,21 +39,43 @@ _FEATURES_SQL = f"""
             max(invoice_date) FILTER (WHERE NOT is_return) AS last_purchase,
             min(invoice_date) FILTER (WHERE NOT is_return) AS first_purchase,
             count(DISTINCT invoice_no) FILTER (WHERE NOT is_return) AS frequency,
-            sum(line_total) AS monetary
+            sum(line_total) AS monetary,
+            sum(line_total) FILTER (WHERE NOT is_return) AS purchased,
+            -sum(line_total) FILTER (WHERE is_return) AS returned,
+            count(DISTINCT stock_code) FILTER (WHERE NOT is_return) AS distinct_products
         FROM lines
         GROUP BY customer_id
+    ),
+    featured AS (
+        SELECT
+            customer_id,
+            date_diff('day', CAST(last_purchase AS DATE), as_of) AS recency_days,
+            frequency,
+            CAST(round(monetary, 2) AS DOUBLE) AS monetary,
+            date_diff('day', CAST(first_purchase AS DATE), as_of) AS tenure_days,
+            CAST(round(monetary / frequency, 2) AS DOUBLE) AS avg_order_value,
+            -- Undefined for a single purchase; preprocessing imputes it when a model uses it.
+            CASE WHEN frequency > 1
+                 THEN round(date_diff('minute', first_purchase, last_purchase) / 1440.0 / (frequency - 1), 2)
+            END AS mean_days_between,
+            distinct_products,
+            CAST(round(coalesce(returned, 0) / purchased, 4) AS DOUBLE) AS return_rate,
+            first_purchase,
+            last_purchase,
+            as_of
+        FROM per_customer
+        -- Judged on the published (cent-rounded) value, so no customer is featured with a spend of 0.00.
+        WHERE frequency >= 1 AND round(monetary, 2) > 0
+    ),
+    scored AS (
+        SELECT *,
+            {quintile_sql("recency_days", higher_is_better=False)} AS r_score,
+            {quintile_sql("frequency")} AS f_score,
+            {quintile_sql("monetary")} AS m_score
+        FROM featured
     )
-    SELECT
-        customer_id,
-        date_diff('day', CAST(last_purchase AS DATE), as_of) AS recency_days,
-        frequency,
-        CAST(round(monetary, 2) AS DOUBLE) AS monetary,
-        first_purchase,
-        last_purchase,
-        as_of
-    FROM per_customer
-    -- Judged on the published (cent-rounded) value, so no customer is featured with a spend of 0.00.
-    WHERE frequency >= 1 AND round(monetary, 2) > 0
+    SELECT *, {segment_sql()} AS rfm_segment
+    FROM scored
     ORDER BY customer_id
 """
 

@@ -1,11 +1,19 @@
-"""Report figures. Built with matplotlib's object API (no pyplot), so no global state leaks between runs."""
+"""Segmentation figures, built with matplotlib's object API (no pyplot) so no global state leaks.
+
+A segment has the same colour in every figure: colours follow cluster order (0 = highest spend).
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from scipy.cluster.hierarchy import dendrogram as scipy_dendrogram
+from sklearn.decomposition import PCA
 
-_PALETTE = (
+from retail_seg.core.hierarchical import WardTree
+
+PALETTE = (
     "#1b9e77",
     "#d95f02",
     "#7570b3",
@@ -17,27 +25,35 @@ _PALETTE = (
     "#1f78b4",
     "#b2df8a",
 )
+METHOD_STYLE = {"kmeans": ("K-Means", "o", "-"), "ward": ("Ward", "s", "--")}
+
+
+def colours(segments_in_cluster_order: list[str]) -> dict[str, str]:
+    """One colour per segment, stable across figures."""
+    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(segments_in_cluster_order)}
 
 
 def elbow_curve(k_table: pd.DataFrame, chosen_k: int) -> Figure:
-    """Inertia (elbow) and silhouette against k, with the chosen k marked."""
-    fig = Figure(figsize=(7, 4), layout="constrained")
-    ax = fig.subplots()
-    ax.plot(k_table["k"], k_table["inertia"], marker="o", color=_PALETTE[0], label="inertia")
-    ax.axvline(chosen_k, color="grey", linestyle="--", label=f"chosen k = {chosen_k}")
-    ax.set_xlabel("number of clusters k")
-    ax.set_ylabel("inertia (within-cluster sum of squares)")
-    ax.set_title("Elbow method: K-Means inertia and silhouette by k")
-    right = ax.twinx()
-    right.plot(k_table["k"], k_table["silhouette"], marker="s", color=_PALETTE[1], label="silhouette")
-    right.set_ylabel("silhouette score")
-    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
-    ax.legend(handles=handles, loc="upper right")
+    """Inertia (the elbow) and silhouette against k for each method, with the chosen k marked."""
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    inertia_ax, silhouette_ax = fig.subplots(1, 2)
+    for method, rows in k_table.groupby("method", sort=True):
+        label, marker, line = METHOD_STYLE.get(method, (method, "o", "-"))
+        inertia_ax.plot(rows["k"], rows["inertia"], marker=marker, linestyle=line, label=label)
+        silhouette_ax.plot(rows["k"], rows["silhouette"], marker=marker, linestyle=line, label=label)
+    for ax in (inertia_ax, silhouette_ax):
+        ax.axvline(chosen_k, color="grey", linestyle=":", label=f"chosen k = {chosen_k}")
+        ax.set_xlabel("number of clusters k")
+        ax.legend()
+    inertia_ax.set_ylabel("inertia (within-cluster sum of squares)")
+    inertia_ax.set_title("Elbow method: inertia by k")
+    silhouette_ax.set_ylabel("silhouette score (higher is better)")
+    silhouette_ax.set_title("Silhouette by k")
     return fig
 
 
 def cluster_scatter(
-    features: pd.DataFrame, segments: pd.Series, max_points: int = 20_000, seed: int = 0
+    features: pd.DataFrame, segments: pd.Series, order: list[str], max_points: int = 20_000, seed: int = 0
 ) -> Figure:
     """Customers on log axes (recency vs spend, frequency vs spend), coloured by segment."""
     data = features.assign(segment=segments.to_numpy())
@@ -45,7 +61,8 @@ def cluster_scatter(
         data = data.sample(max_points, random_state=seed)
     fig = Figure(figsize=(11, 4.5), layout="constrained")
     left, right = fig.subplots(1, 2)
-    for colour, (name, group) in zip(_PALETTE * 3, data.groupby("segment", sort=True), strict=False):
+    for name, colour in colours(order).items():
+        group = data[data["segment"] == name]
         left.scatter(group["recency_days"] + 1, group["monetary"], s=6, alpha=0.5, color=colour, label=name)
         right.scatter(group["frequency"], group["monetary"], s=6, alpha=0.5, color=colour, label=name)
     for ax in (left, right):
@@ -61,12 +78,35 @@ def cluster_scatter(
     return fig
 
 
+def pca_scatter(
+    matrix: np.ndarray, segments: pd.Series, order: list[str], max_points: int = 20_000, seed: int = 0
+) -> Figure:
+    """The model input projected on its first two principal components, coloured by segment."""
+    pca = PCA(n_components=2, random_state=seed).fit(matrix)
+    points = pca.transform(matrix)
+    keep = np.arange(len(points))
+    if len(points) > max_points:
+        keep = np.random.default_rng(seed).choice(len(points), max_points, replace=False)
+    labels = segments.to_numpy()[keep]
+    fig = Figure(figsize=(7, 5.5), layout="constrained")
+    ax = fig.subplots()
+    for name, colour in colours(order).items():
+        mask = labels == name
+        ax.scatter(points[keep][mask, 0], points[keep][mask, 1], s=6, alpha=0.5, color=colour, label=name)
+    share = pca.explained_variance_ratio_
+    ax.set_xlabel(f"principal component 1 ({share[0]:.0%} of variance)")
+    ax.set_ylabel(f"principal component 2 ({share[1]:.0%} of variance)")
+    ax.set_title("Segments in the model's feature space (PCA, 2-D)")
+    ax.legend(title="segment", markerscale=3, fontsize="small")
+    return fig
+
+
 def _segment_bar(profiles: pd.DataFrame, column: str, title: str, ylabel: str, percent: bool) -> Figure:
     fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.subplots()
     values = profiles[column] * (100 if percent else 1)
-    colours = [_PALETTE[i % len(_PALETTE)] for i in range(len(profiles))]
-    bars = ax.bar(profiles["segment"], values, color=colours)
+    palette = colours(profiles["segment"].tolist())
+    bars = ax.bar(profiles["segment"], values, color=[palette[s] for s in profiles["segment"]])
     ax.bar_label(bars, fmt="%.1f%%" if percent else "{:,.0f}")
     ax.set_title(title)
     ax.set_xlabel("segment")
@@ -85,3 +125,54 @@ def segment_revenue(profiles: pd.DataFrame) -> Figure:
     return _segment_bar(
         profiles, "revenue_share", "Share of net revenue by segment", "% of net revenue", True
     )
+
+
+def rfm_heatmap(features: pd.DataFrame) -> Figure:
+    """Mean net spend in each R × F score cell, with the number of customers in it."""
+    grid = features.pivot_table(
+        index="r_score", columns="f_score", values="monetary", aggfunc=["mean", "size"]
+    )
+    means = grid["mean"].reindex(index=range(5, 0, -1), columns=range(1, 6))
+    sizes = grid["size"].reindex(index=range(5, 0, -1), columns=range(1, 6)).fillna(0)
+    fig = Figure(figsize=(7, 5.5), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(means.to_numpy(dtype=float), cmap="viridis")
+    for (row, col), value in np.ndenumerate(means.to_numpy(dtype=float)):
+        if not np.isnan(value):
+            text = f"{value:,.0f}\n{int(sizes.iloc[row, col]):,} cust."
+            bright = value > 0.6 * np.nanmax(means.to_numpy(dtype=float))
+            ax.text(
+                col, row, text, ha="center", va="center", fontsize=8, color="black" if bright else "white"
+            )
+    ax.set_xticks(range(5), labels=[str(f) for f in range(1, 6)])
+    ax.set_yticks(range(5), labels=[str(r) for r in range(5, 0, -1)])
+    ax.set_xlabel("frequency score (5 = most frequent)")
+    ax.set_ylabel("recency score (5 = most recent)")
+    ax.set_title("RFM grid: mean net spend per R × F cell")
+    fig.colorbar(image, ax=ax, label="mean net spend")
+    return fig
+
+
+def dendrogram(tree: WardTree, k: int, leaves: int = 30) -> Figure:
+    """The top of the Ward tree, cut where it gives k clusters."""
+    merges = tree.linkage[:, 2]
+    cut = (merges[-k] + merges[-(k - 1)]) / 2 if 2 <= k <= len(merges) else None
+    fig = Figure(figsize=(10, 4.5), layout="constrained")
+    ax = fig.subplots()
+    scipy_dendrogram(
+        tree.linkage,
+        truncate_mode="lastp",
+        p=leaves,
+        ax=ax,
+        color_threshold=cut,
+        no_labels=False,
+        leaf_rotation=90,
+        leaf_font_size=7,
+    )
+    if cut is not None:
+        ax.axhline(cut, color="grey", linestyle="--", label=f"cut for k = {k}")
+        ax.legend()
+    ax.set_xlabel("customers (leaf size in brackets)")
+    ax.set_ylabel("Ward merge distance")
+    ax.set_title(f"Ward hierarchical clustering ({len(tree.sample):,} customers in the tree)")
+    return fig

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from retail_seg.core.features import RFM_COLUMNS
+from retail_seg.core.features import ENGINEERED_COLUMNS, RFM_COLUMNS
 
 RECOMMENDATIONS = {
     "high-value": "Reward and retain: loyalty programme, early access and service, not discounts.",
@@ -65,9 +65,12 @@ def profile_segments(
     )
     profile["customer_share"] = (profile["customers"] / profile["customers"].sum()).round(4)
     profile["revenue_share"] = (profile["revenue"] / profile["revenue"].sum()).round(4)
-    for column in RFM_COLUMNS:
-        profile[f"mean_{column}"] = grouped[column].mean().round(2)
-        profile[f"median_{column}"] = grouped[column].median()
+    for column in (*RFM_COLUMNS, *ENGINEERED_COLUMNS):
+        if column in data:
+            profile[f"mean_{column}"] = grouped[column].mean().round(2)
+            profile[f"median_{column}"] = grouped[column].median()
+    if "rfm_segment" in data:
+        profile["top_rfm_segment"] = grouped["rfm_segment"].agg(lambda s: s.value_counts().index[0])
     if "age" in data:
         profile["mean_age"] = grouped["age"].mean().round(1)
         profile["female_share"] = grouped["gender"].apply(

@@ -1,21 +1,94 @@
-"""The HTML report: key numbers, the figures and the segment profile table, in one self-contained page."""
+"""The HTML report: key numbers, tables and figures in one self-contained page a marketer can read."""
 
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1150px; color: #222; }
 h1 { margin-bottom: 0.2rem; } .lede { color: #555; margin-top: 0; }
-table { border-collapse: collapse; font-size: 0.9rem; margin: 1rem 0; }
-th, td { border: 1px solid #ccc; padding: 0.3rem 0.6rem; text-align: right; }
+table { border-collapse: collapse; font-size: 0.85rem; margin: 1rem 0; }
+th, td { border: 1px solid #ccc; padding: 0.3rem 0.6rem; text-align: right; vertical-align: top; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+td.text, th.text { text-align: left; }
 figure { margin: 1.5rem 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9rem; }
 """
 
+
+@dataclass(frozen=True)
+class Table:
+    """A table for the report, with the columns renamed for readers and shares shown as percentages."""
+
+    caption: str
+    frame: pd.DataFrame
+    percent: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Image:
+    """A figure saved beside the page."""
+
+    caption: str
+    path: str
+
+
+@dataclass(frozen=True)
+class Section:
+    """A heading, a sentence or two, and its tables and figures."""
+
+    heading: str
+    blocks: list[Table | Image] = field(default_factory=list)
+    text: str = ""
+
+
+def _table(block: Table) -> str:
+    frame = block.frame
+    text = [c for c in frame if frame[c].dtype == object]
+    styled = (
+        frame.style.hide(axis="index")
+        .format(precision=2, thousands=",", na_rep="–")
+        .format({c: "{:.1%}" for c in block.percent if c in frame}, na_rep="–")
+        .set_properties(subset=text, **{"text-align": "left"})
+    )
+    return f"<p><strong>{html.escape(block.caption)}</strong></p>{styled.to_html()}"
+
+
+def _image(block: Image) -> str:
+    return (
+        f'<figure><img src="{html.escape(block.path)}" alt="{html.escape(block.caption)}">'
+        f"<figcaption>{html.escape(block.caption)}</figcaption></figure>"
+    )
+
+
+def render_report(title: str, lede: str, facts: dict[str, object], sections: list[Section]) -> str:
+    """The report page."""
+    rows = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td class='text'>{html.escape(str(v))}</td></tr>"
+        for k, v in facts.items()
+    )
+    parts = []
+    for section in sections:
+        blocks = "".join(_table(b) if isinstance(b, Table) else _image(b) for b in section.blocks)
+        text = f"<p>{html.escape(section.text)}</p>" if section.text else ""
+        parts.append(f"<h2>{html.escape(section.heading)}</h2>{text}{blocks}")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_STYLE}</style></head>
+<body>
+<h1>{html.escape(title)}</h1>
+<p class="lede">{html.escape(lede)}</p>
+<table>{rows}</table>
+{"".join(parts)}
+</body></html>
+"""
+
+
+LEDE = (
+    "Every customer with a purchase, clustered on their buying behaviour, with what to do for each segment."
+)
 PROFILE_COLUMNS = {
     "segment": "segment",
     "customers": "customers",
@@ -24,39 +97,77 @@ PROFILE_COLUMNS = {
     "median_recency_days": "median recency (days)",
     "median_frequency": "median invoices",
     "median_monetary": "median net spend",
+    "mean_avg_order_value": "mean order value",
+    "mean_return_rate": "mean return rate",
     "mean_age": "mean age",
     "female_share": "female share",
+    "top_rfm_segment": "most common RFM segment",
     "recommendation": "recommendation",
 }
 
 
-def _facts_table(facts: dict[str, object]) -> str:
-    rows = "".join(
-        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts.items()
-    )
-    return f"<table>{rows}</table>"
+def segment_report_contents(
+    profiles: pd.DataFrame,
+    comparison: pd.DataFrame,
+    crosstab: pd.DataFrame,
+    steps: pd.DataFrame,
+    statistics: pd.DataFrame,
+    rejected: pd.DataFrame,
+    images: dict[str, Image],
+    as_of: str,
+    customers: int,
+    k: int,
+) -> tuple[dict[str, object], list[Section]]:
+    """The segmentation report's key facts and sections, in reading order; absent figures are skipped."""
+    published = comparison[comparison["selected"]].iloc[0]
+    facts = {
+        "as-of date": as_of,
+        "customers segmented": f"{customers:,}",
+        "clusters k": f"{k} (elbow of K-Means inertia, found by knee detection)",
+        "published method": f"{published['method']}: {published['reason']}",
+        "agreement of K-Means and Ward": f"adjusted Rand index {published['adjusted_rand_vs_other']:.3f}",
+    }
 
+    def shown(*names: str) -> list[Image]:
+        return [images[n] for n in names if n in images]
 
-def render_report(facts: dict[str, object], profiles: pd.DataFrame, figures: dict[str, str]) -> str:
-    """The report page. `figures` maps a caption to an image path relative to the page."""
-    shown = profiles[[c for c in PROFILE_COLUMNS if c in profiles]].rename(columns=PROFILE_COLUMNS)
-    percent = [c for c in ("customer share", "revenue share", "female share") if c in shown]
-    formatters = {c: "{:.1%}".format for c in percent}
-    table = shown.to_html(index=False, formatters=formatters, float_format="{:,.2f}".format, escape=True)
-    images = "".join(
-        f'<figure><img src="{html.escape(path)}" alt="{html.escape(caption)}">'
-        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-        for caption, path in figures.items()
-    )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Customer segments</title><style>{_STYLE}</style></head>
-<body>
-<h1>Customer segments</h1>
-<p class="lede">Every customer with a purchase, clustered on recency, frequency and net spend.</p>
-{_facts_table(facts)}
-<h2>Segments</h2>
-{table}
-<h2>Figures</h2>
-{images}
-</body></html>
-"""
+    profile_table = profiles[[c for c in PROFILE_COLUMNS if c in profiles]].rename(columns=PROFILE_COLUMNS)
+    sections = [
+        Section(
+            "Segments and what to do",
+            [
+                Table(
+                    "One row per segment, highest-spending first",
+                    profile_table,
+                    ("customer share", "revenue share", "female share"),
+                ),
+                *shown("segment_sizes", "segment_revenue", "cluster_scatter", "pca_scatter"),
+            ],
+        ),
+        Section(
+            "Choosing k and the method",
+            [
+                Table("K-Means and Ward at the chosen k", comparison.drop(columns=["reason"])),
+                *shown("elbow_curve", "dendrogram"),
+            ],
+            text="k is where the K-Means inertia curve bends most; both methods are cut at that k, and "
+            "the one with the higher silhouette is published unless configured otherwise.",
+        ),
+        Section(
+            "Segments against the named RFM segments",
+            [
+                Table("Customers per segment (rows) and RFM segment (columns)", crosstab),
+                *shown("rfm_heatmap"),
+            ],
+        ),
+        Section("Preprocessing", [Table("What each model feature went through", steps)]),
+        Section(
+            "Exploratory analysis",
+            [
+                Table("Summary statistics", statistics),
+                *shown("eda_histograms", "monthly_revenue", "spend_by_age_band", "spend_by_gender"),
+            ],
+        ),
+        Section("Data quality", [Table("Lines rejected by staging, by rule", rejected)]),
+    ]
+    return facts, sections

@@ -1,0 +1,239 @@
+"""Exploratory data analysis: summary statistics, histograms and spend by group, computed in DuckDB.
+
+Every function returns a small aggregated frame; transaction-grain tables never leave the warehouse.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from retail_seg.core.warehouse import Table
+
+STATISTICS = (
+    "count",
+    "missing",
+    "mean",
+    "median",
+    "mode",
+    "std",
+    "min",
+    "q05",
+    "q25",
+    "q75",
+    "q95",
+    "max",
+    "skew",
+)
+
+UNKNOWN = "unknown"
+AGE_BANDS = ("<25", "25–34", "35–44", "45–54", "55–64", "65+", UNKNOWN)
+# The first age of every band after "<25"; an age's band is how many of these it has reached.
+_AGE_BAND_STARTS = (25, 35, 45, 55, 65)
+
+_SUMMARY_SQL = """
+    WITH variables AS (
+        SELECT unnest($columns) AS variable, generate_subscripts($columns, 1) AS position
+    ),
+    wide AS (
+        SELECT {casts} FROM {table}
+    ),
+    long AS (
+        -- pandas counts NaN as missing; left in, it would also poison every DuckDB aggregate.
+        SELECT variable, CASE WHEN isnan(raw) THEN NULL ELSE raw END AS value
+        FROM wide UNPIVOT INCLUDE NULLS (raw FOR variable IN ({names}))
+    ),
+    moments AS (
+        SELECT
+            variable,
+            count(value) AS n,
+            count(*) - count(value) AS missing,
+            -- Kahan-summed, like numpy's pairwise sum: deviations about a mean off by a few units in the
+            -- last place spoil the third moment once values sit far from zero.
+            favg(value) AS mean,
+            min(value) AS min,
+            max(value) AS max,
+            quantile_cont(value, [0.5, 0.05, 0.25, 0.75, 0.95]) AS q
+        FROM long
+        GROUP BY variable
+    ),
+    central AS (
+        -- Two passes, as pandas does: DuckDB's skewness() and stddev_samp() accumulate in one pass and drift
+        -- from pandas far from zero (skew by 1e-6 relative at 1e10); skewness() also gives NULL, not 0, for a
+        -- constant column and raises "SKEW is out of range" on NaN.
+        SELECT l.variable, sum(power(l.value - m.mean, 2)) AS m2, sum(power(l.value - m.mean, 3)) AS m3
+        FROM long l JOIN moments m USING (variable)
+        GROUP BY l.variable
+    ),
+    modes AS (
+        -- DuckDB's mode() does not say which of tied values it returns; pandas' first mode is the smallest.
+        SELECT variable, first(value ORDER BY frequency DESC, value) AS mode
+        FROM (SELECT variable, value, count(*) AS frequency FROM long WHERE value IS NOT NULL GROUP BY ALL)
+        GROUP BY variable
+    )
+    SELECT
+        v.variable,
+        coalesce(n, 0) AS count,
+        coalesce(missing, 0) AS missing,
+        mean,
+        q[1] AS median,
+        mode,
+        CASE WHEN n > 1 THEN sqrt(m2 / (n - 1)) END AS std,
+        min,
+        q[2] AS q05,
+        q[3] AS q25,
+        q[4] AS q75,
+        q[5] AS q95,
+        max,
+        CASE
+            WHEN n < 3 THEN NULL
+            -- pandas takes sums of squared or cubed deviations below 1e-14 for rounding error, i.e. zero.
+            WHEN abs(m2) < 1e-14 OR abs(m3) < 1e-14 THEN 0
+            ELSE n * sqrt(n - 1) / (n - 2) * m3 / power(m2, 1.5)
+        END AS skew
+    FROM variables v
+    LEFT JOIN moments USING (variable)
+    LEFT JOIN central USING (variable)
+    LEFT JOIN modes USING (variable)
+    ORDER BY v.position
+"""
+
+_HISTOGRAM_SQL = """
+    WITH picked AS (
+        SELECT CAST({column} AS DOUBLE) AS x FROM {table} WHERE ({where})
+    ),
+    scaled AS (
+        SELECT CASE WHEN $log THEN log10(x) ELSE x END AS x
+        FROM picked
+        WHERE x IS NOT NULL AND NOT isnan(x) AND (NOT $log OR x > 0)
+    ),
+    edges AS (
+        -- A single distinct value gets a unit-wide range centred on it, as numpy.histogram gives it.
+        SELECT
+            CASE WHEN max(x) > min(x) THEN min(x) ELSE min(x) - 0.5 END AS lo,
+            CASE WHEN max(x) > min(x) THEN max(x) ELSE max(x) + 0.5 END AS hi
+        FROM scaled
+        HAVING count(*) > 0
+    ),
+    counted AS (
+        -- Bins are closed on the left; the last one also holds the maximum.
+        SELECT least(CAST(floor((x - lo) / (hi - lo) * $bins) AS BIGINT), $bins - 1) AS bin, count(*) AS n
+        FROM scaled, edges
+        GROUP BY bin
+    ),
+    bins AS (
+        SELECT b.bin, lo + b.bin * (hi - lo) / $bins AS lower, lo + (b.bin + 1) * (hi - lo) / $bins AS upper
+        FROM edges, range($bins) AS b(bin)
+    )
+    SELECT
+        CASE WHEN $log THEN power(10, lower) ELSE lower END AS "left",
+        CASE WHEN $log THEN power(10, upper) ELSE upper END AS "right",
+        coalesce(n, 0) AS count
+    FROM bins LEFT JOIN counted USING (bin)
+    ORDER BY bin
+"""
+
+_DEMOGRAPHICS_SQL = """
+    WITH labelled AS (
+        SELECT
+            f.monetary AS spend,
+            CASE
+                WHEN c.age IS NULL THEN $unknown
+                ELSE $bands[1 + len(list_filter($starts, lambda start: start <= c.age))]
+            END AS age_band,
+            coalesce(c.gender, $unknown) AS gender
+        FROM {features} f LEFT JOIN {customers} c USING (customer_id)
+    ),
+    grouped AS (
+        SELECT 'age_band' AS dimension, age_band AS "group", count(*) AS customers,
+               sum(spend) AS total_spend, avg(spend) AS mean_spend, median(spend) AS median_spend
+        FROM labelled GROUP BY age_band
+        UNION ALL
+        SELECT 'gender', gender, count(*), sum(spend), avg(spend), median(spend)
+        FROM labelled GROUP BY gender
+    )
+    SELECT
+        dimension,
+        "group",
+        customers,
+        CAST(total_spend AS DOUBLE) AS total_spend,
+        CAST(mean_spend AS DOUBLE) AS mean_spend,
+        CAST(median_spend AS DOUBLE) AS median_spend
+    FROM grouped
+    ORDER BY
+        dimension = 'gender',
+        CASE WHEN dimension = 'age_band' THEN list_position($bands, "group") END,
+        "group" = $unknown,
+        "group"
+"""
+
+_MONTHLY_SQL = """
+    SELECT
+        date_trunc('month', invoice_date) AS month,
+        CAST(sum(line_total) AS DOUBLE) AS net_revenue,
+        count(DISTINCT invoice_no) FILTER (WHERE NOT is_return) AS invoices,
+        count(DISTINCT customer_id) AS customers
+    FROM {transactions}
+    GROUP BY month
+    ORDER BY month
+"""
+
+
+def _quote(column: str) -> str:
+    """A column name as a SQL identifier, so a name with a space or a capital still binds."""
+    return '"' + column.replace('"', '""') + '"'
+
+
+def summarize_numeric(
+    conn: duckdb.DuckDBPyConnection, table: Table, columns: tuple[str, ...], grain: str
+) -> pd.DataFrame:
+    """Summary statistics of numeric columns, long format: one row per (variable, statistic)."""
+    if not columns or len(set(columns)) != len(columns):
+        raise ValueError(f"summary of {table}: columns must be distinct and at least one, got {columns}")
+    sql = _SUMMARY_SQL.format(
+        table=table,
+        casts=", ".join(f"CAST({_quote(c)} AS DOUBLE) AS {_quote(c)}" for c in columns),
+        names=", ".join(_quote(c) for c in columns),
+    )
+    wide = conn.execute(sql, {"columns": list(columns)}).df()
+    return pd.DataFrame(
+        {
+            "grain": grain,
+            "variable": np.repeat(wide["variable"].to_numpy(), len(STATISTICS)),
+            "statistic": np.tile(STATISTICS, len(wide)),
+            "value": wide[list(STATISTICS)].to_numpy(dtype=float).ravel(),
+        }
+    )
+
+
+def histogram(
+    conn: duckdb.DuckDBPyConnection,
+    table: Table,
+    column: str,
+    bins: int = 40,
+    log: bool = False,
+    where: str | None = None,
+) -> pd.DataFrame:
+    """Equal-width bin counts of a column (`left`, `right`, `count`), on a log10 scale when `log`.
+
+    Missing values are left out, and with `log` so are values that are not positive; edges are always in
+    the column's own units. `where` is a SQL predicate written in code, never taken from a user. A column
+    with no values left gives an empty frame.
+    """
+    if bins < 1:
+        raise ValueError(f"histogram of {table}.{column}: bins must be at least 1, got {bins}")
+    sql = _HISTOGRAM_SQL.format(column=_quote(column), table=table, where=where or "true")
+    return conn.execute(sql, {"bins": bins, "log": log}).df()
+
+
+def spend_by_demographics(conn: duckdb.DuckDBPyConnection, features: Table, customers: Table) -> pd.DataFrame:
+    """Customers and net spend per age band and per gender, long format, unknown groups last."""
+    sql = _DEMOGRAPHICS_SQL.format(features=features, customers=customers)
+    params = {"bands": list(AGE_BANDS), "starts": list(_AGE_BAND_STARTS), "unknown": UNKNOWN}
+    return conn.execute(sql, params).df()
+
+
+def spend_by_month(conn: duckdb.DuckDBPyConnection, transactions: Table) -> pd.DataFrame:
+    """Net revenue, purchase invoices and active customers per calendar month."""
+    return conn.execute(_MONTHLY_SQL.format(transactions=transactions)).df()

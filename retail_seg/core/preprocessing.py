@@ -1,0 +1,105 @@
+"""Preprocessing for the models, one visible step at a time: impute, encode, log, cap outliers, scale."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from retail_seg.core.features import RFM_COLUMNS
+
+GENDERS = ("female", "male", "other")
+
+
+@dataclass(frozen=True)
+class Choices:
+    """How customer features become model input."""
+
+    features: tuple[str, ...] = RFM_COLUMNS
+    log_transform: bool = True
+    outliers: Literal["cap", "keep"] = "cap"
+    iqr_multiplier: float = 1.5
+    scale: Literal["standard", "none"] = "standard"
+
+
+@dataclass(frozen=True)
+class Preprocessed:
+    """Model input (one row per customer, in the order of the features given) and what each step did."""
+
+    matrix: np.ndarray
+    frame: pd.DataFrame
+    steps: pd.DataFrame
+    age_median: float | None
+    ages_imputed: int
+
+
+def impute_age(customers: pd.DataFrame) -> tuple[pd.DataFrame, float | None]:
+    """Fill missing ages with the median age and flag them, so a profile can tell real from filled."""
+    missing = customers["age"].isna()
+    median = customers["age"].median() if (~missing).any() else None
+    filled = customers["age"] if median is None else customers["age"].fillna(median)
+    return customers.assign(age=filled, age_imputed=missing), None if median is None else float(median)
+
+
+def encode_gender(customers: pd.DataFrame) -> pd.DataFrame:
+    """One-hot gender columns (female, male, other, unknown) from the normalised gender."""
+    gender = customers["gender"].where(customers["gender"].isin(GENDERS), "unknown")
+    columns = {f"gender_{g}": (gender == g).astype("int8") for g in (*GENDERS, "unknown")}
+    return customers.assign(**columns)
+
+
+def iqr_bounds(values: np.ndarray, multiplier: float = 1.5) -> tuple[float, float]:
+    """Tukey's fences: [Q1 - m·IQR, Q3 + m·IQR]."""
+    q1, q3 = np.percentile(values, [25, 75])
+    spread = q3 - q1
+    return float(q1 - multiplier * spread), float(q3 + multiplier * spread)
+
+
+def preprocess(features: pd.DataFrame, customers: pd.DataFrame | None, choices: Choices) -> Preprocessed:
+    """Turn customer features into the standardized matrix the clustering reads, recording every step.
+
+    Outliers are capped, not dropped: every customer must still get a segment, and a wholesaler at
+    the fence is still the biggest spender. Capping happens after the log, where the fences describe
+    the bulk of customers rather than being dragged out by a handful of extreme accounts.
+    """
+    unknown = [f for f in choices.features if f not in features]
+    if unknown:
+        raise ValueError(f"model features not in customer_features: {', '.join(unknown)}")
+    frame = features[["customer_id"]].copy()
+    steps = []
+    columns = []
+    for name in choices.features:
+        raw = features[name].astype(float)
+        missing = int(raw.isna().sum())
+        values = raw.fillna(raw.median()).to_numpy() if missing else raw.to_numpy()
+        step = {"feature": name, "imputed_with_median": missing, "log1p": choices.log_transform}
+        if choices.log_transform:
+            values = np.log1p(np.clip(values, 0, None))
+        if choices.outliers == "cap":
+            low, high = iqr_bounds(values, choices.iqr_multiplier)
+            capped = int(((values < low) | (values > high)).sum())
+            values = np.clip(values, low, high)
+            to_units = np.expm1 if choices.log_transform else (lambda v: v)
+            step |= {"iqr_low": float(to_units(low)), "iqr_high": float(to_units(high)), "capped": capped}
+        if choices.scale == "standard":
+            mean, std = float(values.mean()), float(values.std())
+            values = (values - mean) / (std if std > 0 else 1.0)
+            step |= {"scaled_mean": mean, "scaled_std": std}
+        steps.append(step)
+        columns.append(values)
+        frame[f"{name}_model"] = values
+    age_median, ages_imputed = None, 0
+    if customers is not None and len(customers):
+        people, age_median = impute_age(customers[["customer_id", "age", "gender"]])
+        people = encode_gender(people).drop(columns="gender")
+        ages_imputed = int(people["age_imputed"].sum())
+        frame = frame.merge(people, on="customer_id", how="left", validate="one_to_one")
+    return Preprocessed(
+        matrix=np.column_stack(columns),
+        frame=frame,
+        steps=pd.DataFrame(steps),
+        age_median=age_median,
+        ages_imputed=ages_imputed,
+    )

@@ -1,0 +1,96 @@
+"""Segment customers: K-Means and Ward over the same k sweep, the elbow's k, and the method that wins."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import adjusted_rand_score
+
+from retail_seg.core.clustering import METRIC_COLUMNS, find_knee, order_by_value, sweep_kmeans
+from retail_seg.core.hierarchical import WARD_MAX_POINTS, WardTree, sweep_ward
+
+METHODS = ("kmeans", "ward")
+Method = Literal["auto", "kmeans", "ward"]
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """Both methods' sweeps and labels at the chosen k, their comparison, and the method used."""
+
+    k_table: pd.DataFrame
+    chosen_k: int
+    k_reason: str
+    labels: dict[str, np.ndarray]
+    comparison: pd.DataFrame
+    agreement: float
+    method: str
+    method_reason: str
+    tree: WardTree
+
+    @property
+    def clusters(self) -> np.ndarray:
+        """The chosen method's cluster of each customer."""
+        return self.labels[self.method]
+
+
+def choose_method(comparison: pd.DataFrame, preference: Method) -> tuple[str, str]:
+    """The method to publish and why: the configured one, or under "auto" the higher silhouette."""
+    scores = comparison.set_index("method")["silhouette"]
+    said = ", ".join(f"{m} {scores[m]:.3f}" for m in METHODS)
+    if preference != "auto":
+        return preference, f"configured (silhouette: {said})"
+    best = max(METHODS, key=lambda m: (scores[m], m == "kmeans"))  # a tie keeps the simpler K-Means
+    return best, f"higher silhouette at k = {int(comparison['k'].iloc[0])} ({said})"
+
+
+def segment(
+    matrix: np.ndarray,
+    monetary: np.ndarray,
+    k_values: range,
+    seed: int,
+    method: Method = "auto",
+    ward_max_points: int = WARD_MAX_POINTS,
+) -> Segmentation:
+    """Sweep k with both methods, take K-Means' elbow as k, compare the methods there, pick one."""
+    if len(matrix) < 3:
+        raise ValueError(f"segmentation needs at least 3 customers, got {len(matrix)}")
+    kmeans_table, kmeans_labels = sweep_kmeans(matrix, k_values, seed)
+    ward_table, ward_labels, tree = sweep_ward(matrix, k_values, seed, ward_max_points)
+    chosen_k = find_knee(kmeans_table["k"].to_numpy(), kmeans_table["inertia"].to_numpy())
+    k_reason = (
+        f"elbow (knee) of K-Means inertia over k = {kmeans_table['k'].min()}..{kmeans_table['k'].max()}"
+    )
+    k_table = pd.concat(
+        [kmeans_table.assign(method="kmeans"), ward_table.assign(method="ward")], ignore_index=True
+    ).assign(chosen=lambda t: t["k"] == chosen_k)[["method", "k", *METRIC_COLUMNS, "chosen"]]
+    labels = {
+        "kmeans": order_by_value(kmeans_labels[chosen_k], monetary),
+        "ward": order_by_value(ward_labels[chosen_k], monetary),
+    }
+    comparison = k_table[k_table["chosen"]].drop(columns="chosen").reset_index(drop=True)
+    agreement = float(adjusted_rand_score(labels["kmeans"], labels["ward"]))
+    chosen_method, method_reason = choose_method(comparison, method)
+    comparison = comparison.assign(
+        adjusted_rand_vs_other=agreement, selected=comparison["method"] == chosen_method
+    )
+    return Segmentation(
+        k_table=k_table,
+        chosen_k=chosen_k,
+        k_reason=k_reason,
+        labels=labels,
+        comparison=comparison,
+        agreement=agreement,
+        method=chosen_method,
+        method_reason=method_reason,
+        tree=tree,
+    )
+
+
+def crosstab(clusters: pd.Series, rfm_segments: pd.Series) -> pd.DataFrame:
+    """Customers in each cluster × named RFM segment, long format (cluster, rfm_segment, customers)."""
+    table = pd.crosstab(clusters.to_numpy(), rfm_segments.to_numpy())
+    table.index.name, table.columns.name = "cluster", "rfm_segment"
+    return table.stack().rename("customers").reset_index().query("customers > 0").reset_index(drop=True)
