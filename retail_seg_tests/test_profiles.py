@@ -3,23 +3,31 @@
 import pandas as pd
 import pytest
 
-from retail_seg.core.profiles import RECOMMENDATIONS, label_profile, profile_segments
+from retail_seg.core.profiles import RECOMMENDATIONS, label_clusters, label_profile, profile_segments
 
 
 @pytest.mark.parametrize(
     ("z", "label"),
     [
         ((-1.0, 1.2, 1.5), "high-value"),
-        ((1.2, 0.4, 0.8), "at-risk"),
+        ((-0.7, 0.6, 0.3), "frequent"),
+        ((0.4, 0.1, 0.3), "at-risk"),
         ((1.2, -0.8, -0.9), "lapsed"),
-        ((-1.1, -0.9, -0.4), "new"),
-        ((0.0, 0.6, 0.1), "frequent"),
+        ((-0.4, -0.9, -0.6), "new"),
         ((0.1, -0.2, 0.9), "big-spender"),
         ((0.2, -0.3, -0.2), "low-frequency"),
     ],
 )
 def test_label_rules(z, label):
     assert label_profile(*z) == label
+
+
+def test_only_the_strongest_high_value_cluster_keeps_the_label():
+    median_z = pd.DataFrame(
+        {"recency_days": [-1.2, -0.7, 1.1], "frequency": [1.9, 0.7, -0.9], "monetary": [1.6, 0.6, -0.8]}
+    )
+    assert label_clusters(median_z) == ["high-value", "frequent", "lapsed"]
+    assert label_clusters(median_z.iloc[[1, 0, 2]]) == ["frequent", "high-value", "lapsed"]
 
 
 def _customers():
@@ -49,10 +57,10 @@ def test_highest_spending_frequent_cluster_is_high_value():
 
 def test_repeated_labels_get_numbered_names():
     features = _customers()
-    clusters = pd.DataFrame({"customer_id": list("abcdefgh"), "cluster": [0, 0, 1, 2, 2, 2, 2, 2]})
+    clusters = pd.DataFrame({"customer_id": list("abcdefgh"), "cluster": [0, 0, 0, 1, 1, 2, 3, 3]})
     profiles = profile_segments(features, clusters)
-    assert profiles["segment"].tolist()[:2] == ["high-value 1", "high-value 2"]
-    assert profiles["segment"].is_unique
+    assert profiles["label"].tolist() == ["high-value", "lapsed", "lapsed", "new"]
+    assert profiles["segment"].tolist() == ["high-value", "lapsed 1", "lapsed 2", "new"]
 
 
 def test_demographics_join_when_the_source_has_them():

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from retail_seg_tests.conftest import real_file
-from retail_seg_tests.pipeline import materialize_all, query
+from retail_seg_tests.pipeline import ALL_ASSETS, materialize_all, query
 
 pytestmark = pytest.mark.real_data
 
@@ -41,3 +41,14 @@ def test_uci_rejections_match_the_published_quirks(uci):
     assert rules["missing_customer_id"] == 135_080  # the published count of null CustomerID
     [(raw,)] = query(workdir, "SELECT count(*) FROM raw.transactions")
     assert raw == 541_909
+
+
+def test_the_whole_analysis_finishes_on_real_data(uci):
+    _, workdir, result = uci
+    assert {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()} == ALL_ASSETS
+    [(methods, agreement)] = query(
+        workdir, "SELECT count(*), max(adjusted_rand_vs_other) FROM marts.method_comparison"
+    )
+    assert methods == 2 and 0 < agreement <= 1
+    labels = {row[0] for row in query(workdir, "SELECT label FROM marts.segment_profiles")}
+    assert "high-value" in labels

@@ -21,19 +21,34 @@ RECOMMENDATIONS = {
 def label_profile(recency_z: float, frequency_z: float, monetary_z: float) -> str:
     """A business label from how a cluster's median log R, F and M sit against all customers (z-scores).
 
-    Lower recency is better, so a negative recency_z means recent buyers.
+    Lower recency is better, so a negative recency_z means recent buyers. Rules are tried in order.
     """
     if frequency_z > 0.5 and monetary_z > 0.5 and recency_z < 0:
         return "high-value"
-    if recency_z > 0.5:
-        return "at-risk" if frequency_z > 0 or monetary_z > 0 else "lapsed"
-    if recency_z < -0.5 and frequency_z < -0.5:
-        return "new"
-    if frequency_z > 0.25:
+    if frequency_z > 0.4 and recency_z < 0:
         return "frequent"
+    if recency_z > 0.3 and (frequency_z > 0 or monetary_z > 0):
+        return "at-risk"
+    if recency_z > 0.5:
+        return "lapsed"
+    if frequency_z < -0.5 and recency_z < 0:
+        return "new"
     if monetary_z > 0.5:
         return "big-spender"
     return "low-frequency"
+
+
+def label_clusters(median_z: pd.DataFrame) -> list[str]:
+    """Labels for every cluster (rows: recency_days, frequency, monetary z-scores of cluster medians).
+
+    Only the strongest of the clusters that qualify as high-value keeps that label; the others are
+    the next tier, frequent buyers, so "high-value" always means the best customers there are.
+    """
+    labels = [label_profile(r.recency_days, r.frequency, r.monetary) for r in median_z.itertuples()]
+    strength = median_z["frequency"] + median_z["monetary"]
+    contenders = [i for i, label in enumerate(labels) if label == "high-value"]
+    best = max(contenders, key=lambda i: strength.iloc[i], default=None)
+    return ["frequent" if label == "high-value" and i != best else label for i, label in enumerate(labels)]
 
 
 def _unique_names(labels: list[str]) -> list[str]:
@@ -68,7 +83,7 @@ def profile_segments(
     for column in (*RFM_COLUMNS, *ENGINEERED_COLUMNS):
         if column in data:
             profile[f"mean_{column}"] = grouped[column].mean().round(2)
-            profile[f"median_{column}"] = grouped[column].median()
+            profile[f"median_{column}"] = grouped[column].median().round(2)
     if "rfm_segment" in data:
         profile["top_rfm_segment"] = grouped["rfm_segment"].agg(lambda s: s.value_counts().index[0])
     if "age" in data:
@@ -78,10 +93,7 @@ def profile_segments(
         )
         profile["female_share"] = profile["female_share"].round(4)
     median_z = z.groupby(data["cluster"]).median()
-    labels = [
-        label_profile(row["recency_days"], row["frequency"], row["monetary"])
-        for _, row in median_z.iterrows()
-    ]
+    labels = label_clusters(median_z)
     profile["label"] = labels
     profile["segment"] = _unique_names(labels)
     profile["recommendation"] = [RECOMMENDATIONS[label] for label in labels]
