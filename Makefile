@@ -1,6 +1,7 @@
 # Every target creates or reuses the project's own virtual environment; nothing relies on a hand install.
 PYTHON ?= python3.11
 VENV := .venv
+PORT ?= 3000
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
@@ -8,6 +9,7 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/data/.dagster
 export RETAIL_SEG_WAREHOUSE ?= $(CURDIR)/data/warehouse.duckdb
 export RETAIL_SEG_REPORTS ?= $(CURDIR)/data/reports
+export RETAIL_SEG_INCOMING ?= $(CURDIR)/data/incoming
 DEFAULT_SOURCE := $(CURDIR)/data/synthetic/transactions.csv
 export RETAIL_SEG_SOURCE ?= $(DEFAULT_SOURCE)
 export GX_ANALYTICS_ENABLED := false
@@ -23,7 +25,8 @@ test: $(STAMP)
 	$(VENV)/bin/pytest
 
 ui: $(STAMP) $(if $(filter $(DEFAULT_SOURCE),$(RETAIL_SEG_SOURCE)),$(DEFAULT_SOURCE)) $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+	mkdir -p $(RETAIL_SEG_INCOMING)
+	$(VENV)/bin/dagster dev -h 127.0.0.1 -p $(PORT) -w workspace.yaml
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix retail_seg retail_seg_tests

@@ -1,9 +1,10 @@
-"""Command line: `python -m retail_seg synthesize|run`."""
+"""Command line: `python -m retail_seg synthesize | run | audit customer ID`."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 
@@ -18,12 +19,12 @@ def _synthesize(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import dagster as dg
 
-    from retail_seg.definitions import defs, segmentation_job
+    from retail_seg.definitions import build_definitions, segmentation_job
 
     run_config: dict = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     if args.as_of:
         run_config["ops"] = {"customer_features": {"config": {"as_of": args.as_of}}}
-    job = defs.resolve_job_def(segmentation_job.name)
+    job = build_definitions().resolve_job_def(segmentation_job.name)
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
     materialized = sorted(
@@ -43,6 +44,31 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_customer(args: argparse.Namespace) -> int:
+    import duckdb
+    import pandas as pd
+
+    from retail_seg.core.audit import NoHistoryError, customer_history
+
+    warehouse = Path(args.warehouse or os.environ.get("RETAIL_SEG_WAREHOUSE", "data/warehouse.duckdb"))
+    if not warehouse.is_file():
+        print(f"{warehouse}: no warehouse here; run the pipeline first (make run)", file=sys.stderr)
+        return 2
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        try:
+            history = customer_history(conn, args.customer_id)
+        except NoHistoryError as error:
+            print(f"{warehouse}: {error}", file=sys.stderr)
+            return 2
+    if history.empty:
+        print(f"customer {args.customer_id}: not in any recorded run of {warehouse}", file=sys.stderr)
+        return 1
+    print(f"customer {args.customer_id}: {len(history)} recorded run(s) in {warehouse}")
+    with pd.option_context("display.width", 200, "display.max_columns", None):
+        print(history.drop(columns="customer_id").to_string(index=False))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m retail_seg", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -56,6 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="materialize every asset (needs the RETAIL_SEG_* variables)")
     run.add_argument("--as-of", help="measure features at this ISO date instead of after the latest line")
     run.set_defaults(handler=_run)
+
+    audit = commands.add_parser("audit", help="look up the audit history")
+    audited = audit.add_subparsers(dest="subject", required=True)
+    customer = audited.add_parser("customer", help="a customer's segment in every recorded run, and why")
+    customer.add_argument("customer_id")
+    customer.add_argument("--warehouse", help="warehouse file (default: $RETAIL_SEG_WAREHOUSE)")
+    customer.set_defaults(handler=_audit_customer)
 
     args = parser.parse_args(argv)
     return args.handler(args)

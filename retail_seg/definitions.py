@@ -1,8 +1,11 @@
-"""The one Definitions object: every asset, the job that materializes them all, and the resources."""
+"""The one Definitions object: every asset, the job over them all, the schedule, the sensor, the resources."""
+
+import os
 
 import dagster as dg
 
-from retail_seg.defs import eda, ingest, marts, reports, staging
+from retail_seg.defs import audit, eda, ingest, marts, reports, staging
+from retail_seg.defs.automation import landing_sensor, nightly_schedule
 from retail_seg.defs.resources import production_resources
 
 ASSETS = [
@@ -15,18 +18,31 @@ ASSETS = [
     marts.segmentation,
     marts.segment_profiles,
     reports.segment_report,
+    audit.segment_history,
+    audit.segment_migration,
 ]
 
 segmentation_job = dg.define_asset_job(
     "segment_customers",
     selection=dg.AssetSelection.all(),
-    description="Load the source, clean it, build features, segment every customer and write the report.",
+    description="Load the source, clean it, build features, segment every customer, report, record the run.",
 )
 
-defs = dg.Definitions(
-    assets=ASSETS,
-    jobs=[segmentation_job],
-    resources=production_resources(),
-    # One process for the whole run: a process per step costs seconds of imports each (FIELD-NOTES.md).
-    executor=dg.in_process_executor,
-)
+
+def build_definitions(timezone: str = "UTC") -> dg.Definitions:
+    """Everything Dagster loads; `timezone` is the nightly schedule's."""
+    return dg.Definitions(
+        assets=ASSETS,
+        jobs=[segmentation_job],
+        schedules=[nightly_schedule(segmentation_job, timezone)],
+        sensors=[landing_sensor(segmentation_job)],
+        resources=production_resources(),
+        # One process for the whole run: a process per step costs seconds of imports each (FIELD-NOTES.md).
+        executor=dg.in_process_executor,
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Loaded by `dagster dev` and the CLI; the schedule's timezone comes from RETAIL_SEG_TIMEZONE."""
+    return build_definitions(timezone=os.environ.get("RETAIL_SEG_TIMEZONE", "UTC"))

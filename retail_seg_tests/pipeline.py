@@ -25,6 +25,8 @@ ALL_ASSETS = {
     "customer_segments",
     "segment_profiles",
     "segment_report",
+    "segment_history",
+    "segment_migration",
 }
 
 

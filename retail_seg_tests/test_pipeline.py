@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from retail_seg.core.synthetic import write_synthetic
-from retail_seg.definitions import defs
+from retail_seg.definitions import build_definitions
 from retail_seg_tests.pipeline import ALL_ASSETS, materialize_all, query
 
 
@@ -27,7 +27,7 @@ def test_every_asset_materializes(run):
 
 
 def test_definitions_job_covers_every_asset():
-    job = defs.resolve_job_def("segment_customers")
+    job = build_definitions().resolve_job_def("segment_customers")
     assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == ALL_ASSETS
 
 

@@ -87,3 +87,11 @@ def test_demographics_join_with_flags():
 def test_unknown_model_feature_is_named():
     with pytest.raises(ValueError, match="model features not in customer_features: loyalty"):
         preprocess(_features(), None, Choices(features=("monetary", "loyalty")))
+
+
+def test_a_half_year_median_fills_integer_ages():
+    people = pd.DataFrame(
+        {"customer_id": list("abc"), "age": pd.array([41, 42, None], dtype="Int32"), "gender": None}
+    )
+    filled, median = impute_age(people)
+    assert median == 41.5 and filled["age"].tolist() == [41.0, 42.0, 41.5]

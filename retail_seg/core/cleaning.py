@@ -165,7 +165,7 @@ def clean_transactions(
                 "SELECT rule, count(*) FROM _judged WHERE rule IS NOT NULL GROUP BY rule ORDER BY rule"
             ).fetchall()
         )
-        clean = conn.execute("SELECT count(*) FROM _judged WHERE rule IS NULL").fetchone()[0]
+        clean = conn.execute("SELECT count(*) FROM _judged WHERE rule IS NULL").fetchall()[0][0]
     finally:
         conn.execute("DROP TABLE IF EXISTS _judged")
     return CleaningResult(clean_rows=clean, rejected_by_rule=by_rule)
@@ -202,7 +202,9 @@ def build_customers(conn: duckdb.DuckDBPyConnection) -> CustomerBuild:
     line does not move them.
     """
     build_candidate(conn, CUSTOMERS, _CUSTOMERS_SQL)
-    counts = conn.execute(f"SELECT count(*), count(age), count(gender) FROM {CUSTOMERS.candidate}").fetchone()
+    counts = conn.execute(
+        f"SELECT count(*), count(age), count(gender) FROM {CUSTOMERS.candidate}"
+    ).fetchall()[0]
     return CustomerBuild(*counts)
 
 

@@ -101,7 +101,7 @@ def build_customer_features(conn: duckdb.DuckDBPyConnection, as_of: dt.date | No
     build_candidate(conn, CUSTOMER_FEATURES, _FEATURES_SQL, {"as_of": as_of})
     chosen_as_of, customers = conn.execute(
         f"SELECT max(as_of), count(*) FROM {CUSTOMER_FEATURES.candidate}"
-    ).fetchone()
+    ).fetchall()[0]
     excluded = conn.execute(
         f"""
         WITH {_AS_OF_CTE}
@@ -116,7 +116,7 @@ def build_customer_features(conn: duckdb.DuckDBPyConnection, as_of: dt.date | No
         )
         """,
         {"as_of": as_of},
-    ).fetchone()
+    ).fetchall()[0]
     return FeatureBuild(
         as_of=chosen_as_of, customers=customers, without_purchase=excluded[0], non_positive_spend=excluded[1]
     )

@@ -176,3 +176,33 @@ def dendrogram(tree: WardTree, k: int, leaves: int = 30) -> Figure:
     ax.set_ylabel("Ward merge distance")
     ax.set_title(f"Ward hierarchical clustering ({len(tree.sample):,} customers in the tree)")
     return fig
+
+
+def migration_heatmap(matrix: pd.DataFrame) -> Figure:
+    """Customers moving from each previous segment (rows) to each current segment (columns)."""
+    grid = matrix.pivot_table(
+        index="from_segment", columns="to_segment", values="customers", aggfunc="sum", fill_value=0
+    )
+    fig = Figure(figsize=(8, 6), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(grid.to_numpy(dtype=float), cmap="Blues")
+    top = grid.to_numpy().max() or 1
+    for (row, col), value in np.ndenumerate(grid.to_numpy()):
+        ax.text(
+            col,
+            row,
+            f"{value:,}",
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white" if value > 0.6 * top else "black",
+        )
+    ax.set_xticks(range(len(grid.columns)), labels=grid.columns, rotation=30, ha="right")
+    ax.set_yticks(range(len(grid.index)), labels=grid.index)
+    ax.set_xlabel("segment in this run")
+    ax.set_ylabel("segment in the previous run")
+    ax.set_title(
+        f"Segment migration since the previous run ({int(grid.to_numpy().sum()):,} customers in both)"
+    )
+    fig.colorbar(image, ax=ax, label="customers")
+    return fig

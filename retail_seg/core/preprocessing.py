@@ -37,9 +37,11 @@ class Preprocessed:
 
 def impute_age(customers: pd.DataFrame) -> tuple[pd.DataFrame, float | None]:
     """Fill missing ages with the median age and flag them, so a profile can tell real from filled."""
-    missing = customers["age"].isna()
-    median = customers["age"].median() if (~missing).any() else None
-    filled = customers["age"] if median is None else customers["age"].fillna(median)
+    # As float: the median of whole ages can be a half (41.5), which an integer column cannot hold.
+    ages = customers["age"].astype(float)
+    missing = ages.isna()
+    median = ages.median() if (~missing).any() else None
+    filled = ages if median is None else ages.fillna(median)
     return customers.assign(age=filled, age_imputed=missing), None if median is None else float(median)
 
 

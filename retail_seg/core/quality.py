@@ -152,7 +152,7 @@ def _fact(rule: str, observed: object, passed: bool) -> Outcome:
 
 
 def _row_count(conn: duckdb.DuckDBPyConnection, table: Table) -> int:
-    return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
 
 def raw_gate(
@@ -225,8 +225,8 @@ def staging_gate(
     refused = _row_count(conn, rejected)
     # Staging's columns are the typed forms of cleaning's line key, under their canonical names.
     key = ", ".join(CANONICAL_COLUMNS)
-    distinct = conn.execute(f"SELECT count(DISTINCT ({key})) FROM {table}").fetchone()[0]
-    first, last = conn.execute(f"SELECT min(invoice_date), max(invoice_date) FROM {table}").fetchone()
+    distinct = conn.execute(f"SELECT count(DISTINCT ({key})) FROM {table}").fetchall()[0][0]
+    first, last = conn.execute(f"SELECT min(invoice_date), max(invoice_date) FROM {table}").fetchall()[0]
     share = refused / (clean + refused) if clean + refused else 0.0
     window_end = dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time())
     outcomes = [
@@ -282,7 +282,7 @@ MIN_CUSTOMERS = 3
 
 def features_gate(conn: duckdb.DuckDBPyConnection, table: Table) -> GateResult:
     """Features: one row per customer, enough customers to cluster, and sane finite R, F and M."""
-    rows, customers = conn.execute(f"SELECT count(*), count(DISTINCT customer_id) FROM {table}").fetchone()
+    rows, customers = conn.execute(f"SELECT count(*), count(DISTINCT customer_id) FROM {table}").fetchall()[0]
     outcomes = [
         _fact("one row per customer", f"{rows:,} rows for {customers:,} customers", rows == customers),
         _fact(
@@ -330,7 +330,7 @@ def segments_gate(conn: duckdb.DuckDBPyConnection, table: Table, features: Table
             (SELECT count(DISTINCT cluster) FROM {table}),
             (SELECT count(DISTINCT segment) FROM {table})
         """
-    ).fetchone()
+    ).fetchall()[0]
     outcomes = [
         _fact("every featured customer has a segment", f"{unsegmented:,} without one", unsegmented == 0),
         _fact("no segment for a customer without features", f"{unknown:,} such rows", unknown == 0),

@@ -99,6 +99,7 @@ class LoadedSource:
 
 
 CSV_SUFFIXES = (".csv", ".txt", ".tsv")
+SUPPORTED_SUFFIXES = (*CSV_SUFFIXES, ".parquet")
 # UTF-8 first; exports from older tills and Excel are often Latin-1 (the UCI original is).
 CSV_ENCODINGS = ("utf-8", "latin-1")
 
@@ -181,7 +182,7 @@ def load_raw(conn: duckdb.DuckDBPyConnection, path: Path, load_id: str) -> Loade
         except duckdb.Error as error:
             if not _is_encoding_error(error) or encoding == encodings[-1]:
                 raise SourceFormatError(f"{path.name}: cannot be read: {_first_line(error)}") from error
-    rows = conn.execute(f"SELECT count(*) FROM {RAW_TRANSACTIONS.candidate}").fetchone()[0]
+    rows = conn.execute(f"SELECT count(*) FROM {RAW_TRANSACTIONS.candidate}").fetchall()[0][0]
     return LoadedSource(path=path, format=fmt, sha256=file_sha256(path), rows=rows, encoding=encoding)
 
 

@@ -41,6 +41,8 @@ K_SELECTION = Table("marts", "k_selection")
 METHOD_COMPARISON = Table("marts", "method_comparison")
 CUSTOMER_SEGMENTS = Table("marts", "customer_segments")
 SEGMENT_PROFILES = Table("marts", "segment_profiles")
+SEGMENT_MIGRATION = Table("marts", "segment_migration")
+FALLEN_FROM_HIGH_VALUE = Table("marts", "fallen_from_high_value")
 
 SCHEMAS = ("raw", "staging", "marts", "audit")
 
@@ -88,7 +90,7 @@ def discard_candidates(conn: duckdb.DuckDBPyConnection, *tables: Table) -> None:
 
 def row_count(conn: duckdb.DuckDBPyConnection, table: Table) -> int:
     """Number of rows in a table."""
-    return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
 
 def column_types(conn: duckdb.DuckDBPyConnection, table: Table) -> list[tuple[str, str]]:
@@ -122,7 +124,7 @@ def published_tables(conn: duckdb.DuckDBPyConnection) -> list[Table]:
 
 def table_checksum(conn: duckdb.DuckDBPyConnection, table: Table) -> tuple[int, int]:
     """Row count and an order-independent hash of every row's values: equal means same contents."""
-    count, digest = conn.execute(f"SELECT count(*), sum(hash(t)::HUGEINT) FROM {table} t").fetchone()
+    count, digest = conn.execute(f"SELECT count(*), sum(hash(t)::HUGEINT) FROM {table} t").fetchall()[0]
     return count, int(digest or 0)
 
 

@@ -19,7 +19,7 @@ from retail_seg.core.warehouse import (
     publish,
 )
 from retail_seg.defs.metadata import markdown_table, save_figure, table_metadata
-from retail_seg.defs.resources import ReportsFolder
+from retail_seg.defs.resources import WAREHOUSE_POOL, ReportsFolder
 
 TRANSACTION_VARIABLES = ("quantity", "unit_price", "line_total")
 CUSTOMER_VARIABLES = (*RFM_COLUMNS, *ENGINEERED_COLUMNS)
@@ -49,7 +49,7 @@ DISTRIBUTIONS = (
     group_name="marts",
     kinds={"duckdb", "matplotlib"},
     code_version="1",
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
 )
 def eda_summary(warehouse: DuckDBResource, reports: ReportsFolder) -> dg.MaterializeResult:
     """Count, missing, mean, median, mode, std, quantiles and skew of every numeric variable, with figures."""

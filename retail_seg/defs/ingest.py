@@ -1,5 +1,7 @@
 """Raw layer: the source file as text, with its lineage, behind the raw gate."""
 
+from pathlib import Path
+
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
@@ -8,7 +10,7 @@ from retail_seg.core.sources import SourceFormatError, load_raw
 from retail_seg.core.warehouse import RAW_TRANSACTIONS
 from retail_seg.defs.gates import check_result, gate_spec, publish_if_passed, refuse
 from retail_seg.defs.metadata import table_metadata
-from retail_seg.defs.resources import SourceFile
+from retail_seg.defs.resources import WAREHOUSE_POOL, SourceFile
 
 
 class RawConfig(dg.Config):
@@ -18,6 +20,8 @@ class RawConfig(dg.Config):
     """Most lines may lack a customer id (guest checkouts); beyond this share the export is suspect."""
     max_unparseable_share: float = 0.05
     """Beyond this share of unparseable dates, quantities or prices, a column is wrong, not a few lines."""
+    source: str | None = None
+    """A file to load instead of the source resource's; the landing-folder sensor sets it per file."""
 
 
 def _unreadable(source: str, error: SourceFormatError) -> GateResult:
@@ -29,7 +33,7 @@ def _unreadable(source: str, error: SourceFormatError) -> GateResult:
     group_name="raw",
     kinds={"duckdb"},
     code_version="2",
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
     check_specs=[
         gate_spec(
             "raw_transactions",
@@ -43,7 +47,7 @@ def raw_transactions(
     context: dg.AssetExecutionContext, config: RawConfig, source: SourceFile, warehouse: DuckDBResource
 ):
     """Every line of the source export, mapped to canonical column names and kept as text."""
-    path = source.resolve()
+    path = Path(config.source).expanduser().resolve() if config.source else source.resolve()
     with warehouse.get_connection() as conn:
         try:
             loaded = load_raw(conn, path, load_id=context.run.run_id)

@@ -29,7 +29,7 @@ from retail_seg.core.warehouse import (
 )
 from retail_seg.defs.gates import check_result, gate_spec, publish_if_passed, refuse
 from retail_seg.defs.metadata import markdown_table, save_figure, table_metadata
-from retail_seg.defs.resources import ReportsFolder
+from retail_seg.defs.resources import WAREHOUSE_POOL, ReportsFolder
 
 
 class FeaturesConfig(dg.Config):
@@ -71,7 +71,7 @@ class SegmentationConfig(dg.Config):
     group_name="marts",
     kinds={"duckdb"},
     code_version="3",
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
     check_specs=[
         gate_spec(
             "customer_features",
@@ -110,7 +110,7 @@ def customer_features(config: FeaturesConfig, warehouse: DuckDBResource):
     group_name="marts",
     kinds={"duckdb", "pandas"},
     code_version="1",
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
 )
 def model_features(config: PreprocessingConfig, warehouse: DuckDBResource) -> dg.MaterializeResult:
     """Model input per customer: imputed, logged, IQR-capped, standardized; gender one-hot, age flagged."""
@@ -176,7 +176,7 @@ def model_features(config: PreprocessingConfig, warehouse: DuckDBResource) -> dg
             "Every featured customer in exactly one segment, k clusters and none of them empty.",
         )
     ],
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
 )
 def segmentation(
     context: dg.AssetExecutionContext,
@@ -275,7 +275,7 @@ def segmentation(
     group_name="marts",
     kinds={"duckdb", "pandas"},
     code_version="2",
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
 )
 def segment_profiles(warehouse: DuckDBResource) -> dg.MaterializeResult:
     """One row per segment: size, customer and revenue share, R/F/M and more, demographics, label, advice."""

@@ -26,7 +26,7 @@ from retail_seg.core.warehouse import (
     read_table,
 )
 from retail_seg.defs.metadata import save_figure
-from retail_seg.defs.resources import ReportsFolder
+from retail_seg.defs.resources import WAREHOUSE_POOL, ReportsFolder
 
 # Figures drawn by other assets of the same run (segmentation, eda_summary), shown when present.
 SAVED_FIGURES = {
@@ -43,6 +43,7 @@ SAVED_FIGURES = {
     group_name="reports",
     kinds={"matplotlib", "html"},
     code_version="2",
+    pool=WAREHOUSE_POOL,
 )
 def segment_report(warehouse: DuckDBResource, reports: ReportsFolder) -> dg.MaterializeResult:
     """index.html: segments with recommendations, the choice of k and method, RFM grid, EDA, and figures."""

@@ -15,6 +15,20 @@ class SourceFile(dg.ConfigurableResource):
         return Path(self.path).expanduser().resolve()
 
 
+# DuckDB lets one process hold the warehouse file: every step that opens it shares this pool, whose
+# limit is 1 in the instance's dagster.yaml, so concurrent runs take turns instead of failing on a lock.
+WAREHOUSE_POOL = "warehouse"
+
+
+class LandingFolder(dg.ConfigurableResource):
+    """Folder the sensor watches for new exports."""
+
+    path: str
+
+    def resolve(self) -> Path:
+        return Path(self.path).expanduser().resolve()
+
+
 class ReportsFolder(dg.ConfigurableResource):
     """Folder that receives the figures and the HTML report."""
 
@@ -32,4 +46,5 @@ def production_resources() -> dict[str, dg.ConfigurableResource]:
         "source": SourceFile(path=dg.EnvVar("RETAIL_SEG_SOURCE")),
         "warehouse": DuckDBResource(database=dg.EnvVar("RETAIL_SEG_WAREHOUSE")),
         "reports": ReportsFolder(path=dg.EnvVar("RETAIL_SEG_REPORTS")),
+        "landing": LandingFolder(path=dg.EnvVar("RETAIL_SEG_INCOMING")),
     }

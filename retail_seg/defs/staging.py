@@ -11,6 +11,7 @@ from retail_seg.core.warehouse import CUSTOMERS, REJECTED_ROWS, STAGING_TRANSACT
 from retail_seg.defs.gates import check_result, gate_spec, publish_if_passed, refuse
 from retail_seg.defs.ingest import raw_transactions
 from retail_seg.defs.metadata import table_metadata
+from retail_seg.defs.resources import WAREHOUSE_POOL
 
 
 class CleaningConfig(dg.Config):
@@ -53,7 +54,7 @@ class CleaningConfig(dg.Config):
             "many lines rejected.",
         )
     ],
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
 )
 def staged_transactions(config: CleaningConfig, warehouse: DuckDBResource):
     """Split raw lines into clean and rejected; every raw line lands in exactly one."""
@@ -100,7 +101,7 @@ def staged_transactions(config: CleaningConfig, warehouse: DuckDBResource):
 
 
 @dg.asset(
-    deps=["clean_transactions"], group_name="staging", kinds={"duckdb"}, code_version="1", pool="warehouse"
+    deps=["clean_transactions"], group_name="staging", kinds={"duckdb"}, code_version="1", pool=WAREHOUSE_POOL
 )
 def customers(warehouse: DuckDBResource) -> dg.MaterializeResult:
     """One row per customer: the demographics the source has (age, gender, country) and first/last seen."""

@@ -1,0 +1,81 @@
+"""Audit: two runs a month apart leave two records, both assignments, a migration that adds up, a history."""
+
+import json
+
+import pytest
+
+from retail_seg.cli import main
+from retail_seg.core.sources import file_sha256
+from retail_seg.core.synthetic import write_synthetic
+from retail_seg_tests.pipeline import materialize_all, query
+
+
+def _as_of(date: str) -> dict:
+    return {"ops": {"customer_features": {"config": {"as_of": date}}}}
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("audit")
+    source, _ = write_synthetic(workdir / "source", customers=600, seed=9)
+    first = materialize_all(source, workdir, run_config=_as_of("2025-11-01"))
+    second = materialize_all(source, workdir, run_config=_as_of("2025-12-01"))
+    assert first.success and second.success
+    return workdir, source, first.run_id, second.run_id
+
+
+def test_each_run_is_recorded_with_its_lineage(two_runs):
+    workdir, source, first, second = two_runs
+    runs = query(
+        workdir,
+        "SELECT run_id, as_of, source_file, source_sha256, row_counts, rejected_by_rule, metrics, "
+        "code_versions FROM audit.runs ORDER BY recorded_at",
+    )
+    assert [r[0] for r in runs] == [first, second]
+    assert [str(r[1]) for r in runs] == ["2025-11-01", "2025-12-01"]
+    for _, _, source_file, digest, counts, rejected, metrics, versions in runs:
+        assert source_file == str(source) and digest == file_sha256(source)
+        assert json.loads(counts)["marts.customer_segments"] > 0
+        assert json.loads(rejected)["missing_customer_id"] > 0
+        assert set(json.loads(metrics)) == {"kmeans", "ward"}
+        assert json.loads(versions)["customer_segments"] is not None
+
+
+def test_history_holds_every_customer_of_both_runs(two_runs):
+    workdir, _, first, second = two_runs
+    counts = dict(query(workdir, "SELECT run_id, count(*) FROM audit.segment_history GROUP BY run_id"))
+    [(segmented,)] = query(workdir, "SELECT count(*) FROM marts.customer_segments")
+    assert counts[second] == segmented
+    assert 0 < counts[first] < counts[second]  # a month earlier, fewer customers had bought
+
+
+def test_migration_counts_add_up_to_customers_in_both_runs(two_runs):
+    workdir, _, first, second = two_runs
+    [(in_both,)] = query(
+        workdir,
+        "SELECT count(*) FROM audit.segment_history a JOIN audit.segment_history b USING (customer_id) "
+        f"WHERE a.run_id = '{first}' AND b.run_id = '{second}'",
+    )
+    [(total, previous)] = query(
+        workdir, "SELECT sum(customers), max(previous_run) FROM marts.segment_migration"
+    )
+    assert total == in_both > 0 and previous == first
+    fallen = query(workdir, "SELECT from_label, to_label FROM marts.fallen_from_high_value")
+    assert all(before == "high-value" and now != "high-value" for before, now in fallen)
+
+
+def test_audit_customer_prints_every_run(two_runs, capsys):
+    workdir, _, first, second = two_runs
+    [(customer,)] = query(
+        workdir, f"SELECT customer_id FROM audit.segment_history WHERE run_id = '{first}' ORDER BY 1 LIMIT 1"
+    )
+    assert main(["audit", "customer", customer, "--warehouse", str(workdir / "warehouse.duckdb")]) == 0
+    out = capsys.readouterr().out
+    assert f"customer {customer}: 2 recorded run(s)" in out
+    assert first in out and second in out and "2025-11-01" in out and "recency_days" in out
+
+
+def test_audit_customer_unknown_is_not_found(two_runs, capsys):
+    workdir, *_ = two_runs
+    assert main(["audit", "customer", "nobody", "--warehouse", str(workdir / "warehouse.duckdb")]) == 1
+    assert "not in any recorded run" in capsys.readouterr().err
