@@ -5,7 +5,7 @@ import datetime as dt
 import pandas as pd
 
 from retail_seg.core.cleaning import build_customers, clean_transactions
-from retail_seg.core.sources import load_raw
+from retail_seg.core.sources import CANONICAL_COLUMNS, load_raw
 from retail_seg.core.warehouse import (
     CUSTOMERS,
     RAW_TRANSACTIONS,
@@ -89,18 +89,7 @@ def test_clean_lines_are_typed_with_returns_and_line_totals(conn, canonical_csv)
 
 
 def test_gender_spellings_and_ages_normalise(conn, tmp_path):
-    header = [
-        "invoice_no",
-        "stock_code",
-        "description",
-        "quantity",
-        "unit_price",
-        "invoice_date",
-        "customer_id",
-        "country",
-        "age",
-        "gender",
-    ]
+    header = [*CANONICAL_COLUMNS, "age", "gender"]
     rows = [
         ["1", "A", "x", "1", "2.0", "2024-01-01", "c1", "UK", "34", " Female "],
         ["2", "A", "x", "1", "2.0", "2024-01-02", "c1", "UK", "34", "F"],

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from retail_seg.core.sources import SourceFormatError, load_raw
+from retail_seg.core.sources import CANONICAL_COLUMNS, SourceFormatError, load_raw
 from retail_seg.core.warehouse import RAW_TRANSACTIONS, publish, read_table
 from retail_seg_tests.conftest import write_csv
 
@@ -81,18 +81,7 @@ def test_uci_parquet_loads_to_the_same_values_as_csv(conn, tmp_path):
 
 
 def test_canonical_header_with_demographics_is_recognised(conn, tmp_path):
-    header = [
-        "invoice_no",
-        "stock_code",
-        "description",
-        "quantity",
-        "unit_price",
-        "invoice_date",
-        "customer_id",
-        "country",
-        "age",
-        "gender",
-    ]
+    header = [*CANONICAL_COLUMNS, "age", "gender"]
     path = write_csv(
         tmp_path / "generic.csv", header, [["1", "A", "x", "1", "2.0", "2024-01-01", "c1", "UK", "34", "F"]]
     )
