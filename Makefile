@@ -20,8 +20,8 @@ run: $(STAMP) $(if $(filter $(DEFAULT_SOURCE),$(RETAIL_SEG_SOURCE)),$(DEFAULT_SO
 	$(PY) -m retail_seg run
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check retail_seg retail_seg_tests
-	$(VENV)/bin/ruff format --check retail_seg retail_seg_tests
+	$(VENV)/bin/ruff check retail_seg retail_seg_tests bench
+	$(VENV)/bin/ruff format --check retail_seg retail_seg_tests bench
 	$(VENV)/bin/pytest
 
 ui: $(STAMP) $(if $(filter $(DEFAULT_SOURCE),$(RETAIL_SEG_SOURCE)),$(DEFAULT_SOURCE)) $(DAGSTER_HOME)/dagster.yaml
@@ -29,8 +29,8 @@ ui: $(STAMP) $(if $(filter $(DEFAULT_SOURCE),$(RETAIL_SEG_SOURCE)),$(DEFAULT_SOU
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p $(PORT) -w workspace.yaml
 
 format: $(STAMP)
-	$(VENV)/bin/ruff check --fix retail_seg retail_seg_tests
-	$(VENV)/bin/ruff format retail_seg retail_seg_tests
+	$(VENV)/bin/ruff check --fix retail_seg retail_seg_tests bench
+	$(VENV)/bin/ruff format retail_seg retail_seg_tests bench
 
 # The default data: regenerated only when the generator changes.
 $(DEFAULT_SOURCE): retail_seg/core/synthetic.py | $(STAMP)
