@@ -3,6 +3,7 @@
 import pandas as pd
 import pytest
 
+from retail_seg.core.cleaning import NON_PRODUCT_CODES, NON_PRODUCT_PREFIXES
 from retail_seg_tests.conftest import real_file
 from retail_seg_tests.pipeline import ALL_ASSETS, materialize_all, query
 
@@ -21,6 +22,8 @@ def _expected_customers(source) -> set[str]:
     """Customers with positive net spend, computed independently in pandas from the file itself."""
     tx = pd.read_parquet(source).dropna(subset=["CustomerID"]).drop_duplicates()
     tx = tx[(tx["UnitPrice"] > 0) & (tx["Quantity"].abs() <= 10_000)]
+    code = tx["StockCode"].str.strip().str.upper()
+    tx = tx[~code.isin(NON_PRODUCT_CODES) & ~code.str.match(NON_PRODUCT_PREFIXES)]
     tx = tx.assign(customer=tx["CustomerID"].astype(int).astype(str), spend=tx["Quantity"] * tx["UnitPrice"])
     bought = tx[~tx["InvoiceNo"].str.startswith("C")].groupby("customer").size()
     spend = tx.groupby("customer")["spend"].sum().round(4)  # a full return nets to 0, not 1e-14

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
-from retail_seg.core.sources import RAW_COLUMNS
+from retail_seg.core.formats import RAW_COLUMNS, UCI_CODED_FORMATS
 from retail_seg.core.warehouse import (
     CUSTOMERS,
     RAW_TRANSACTIONS,
@@ -24,12 +24,36 @@ REJECTION_RULES = {
     "invoice_date_out_of_range": "invoice date before the earliest plausible date or after the run date",
     "quantity_not_a_number": "quantity is not a number",
     "unit_price_not_a_number": "unit price is not a number",
+    "bad_debt_adjustment": "an accounting adjustment (A-prefixed invoice), not a sale",
+    "non_product_line": "postage, fees, discounts, manual entries, samples or vouchers, not a product sold",
     "zero_quantity": "quantity is zero",
     "fractional_quantity": "quantity is not a whole number",
     "non_positive_unit_price": "unit price is zero or negative",
     "absurd_quantity": "quantity beyond the plausible maximum (in either direction)",
     "duplicate_line": "repeats an earlier line: same invoice, product, quantity, price, date and customer",
 }
+
+# Stock codes of lines that are not products, as the UCI exports write them (upper-cased), and the
+# prefixes of voucher and marketplace codes: postage is not what a customer buys, and a manual
+# correction or a discount would make spend mean something else.
+NON_PRODUCT_CODES = [
+    "POST",
+    "DOT",
+    "C2",
+    "M",
+    "D",
+    "S",
+    "B",
+    "BANK CHARGES",
+    "AMAZONFEE",
+    "CRUK",
+    "PADS",
+    "ADJUST",
+    "ADJUST2",
+    "TEST001",
+    "TEST002",
+]
+NON_PRODUCT_PREFIXES = "^(GIFT_0001|DCGS)"
 
 # Dates as the known exports write them; ISO is tried first by a plain cast.
 DATE_FORMATS = ["%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%m/%d/%Y"]
@@ -101,6 +125,11 @@ _JUDGED_SQL = f"""
             WHEN invoice_ts < $earliest OR invoice_ts >= $latest THEN 'invoice_date_out_of_range'
             WHEN quantity_num IS NULL OR isnan(quantity_num) THEN 'quantity_not_a_number'
             WHEN unit_price_exact IS NULL THEN 'unit_price_not_a_number'
+            WHEN list_contains($uci_formats, source_format) AND upper(trim(invoice_no)) LIKE 'A%'
+                THEN 'bad_debt_adjustment'
+            WHEN list_contains($uci_formats, source_format)
+              AND (list_contains($non_product_codes, upper(trim(stock_code)))
+                   OR regexp_matches(upper(trim(stock_code)), $non_product_prefixes)) THEN 'non_product_line'
             WHEN quantity_num = 0 THEN 'zero_quantity'
             WHEN quantity_num <> round(quantity_num) THEN 'fractional_quantity'
             WHEN unit_price_exact <= 0 THEN 'non_positive_unit_price'
@@ -110,11 +139,18 @@ _JUDGED_SQL = f"""
     FROM counted
 """
 
+# Spreadsheet round-trips write "nan" for a missing description, and a UTF-8 "£" read as Latin-1
+# becomes "Â£": the stray "Â" before a Latin-1 symbol is dropped.
+_DESCRIPTION_SQL = (
+    "CASE WHEN lower(trim(description)) IN ('', 'nan', 'null', 'none') THEN NULL "
+    "ELSE regexp_replace(trim(description), 'Â([\\x{A0}-\\x{BF}])', '\\1', 'g') END"
+)
+
 _CLEAN_SQL = f"""
     SELECT
         trim(invoice_no) AS invoice_no,
         trim(stock_code) AS stock_code,
-        nullif(trim(description), '') AS description,
+        {_DESCRIPTION_SQL} AS description,
         CAST(quantity_num AS BIGINT) AS quantity,
         unit_price_exact AS unit_price,
         invoice_ts AS invoice_date,
@@ -152,6 +188,9 @@ def clean_transactions(
     happened yet and are rejected.
     """
     params = {
+        "uci_formats": UCI_CODED_FORMATS,
+        "non_product_codes": NON_PRODUCT_CODES,
+        "non_product_prefixes": NON_PRODUCT_PREFIXES,
         "max_abs_quantity": max_abs_quantity,
         "earliest": dt.datetime.combine(earliest_date, dt.time()),
         "latest": dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time()),

@@ -19,7 +19,7 @@ import duckdb
 import pandas as pd
 
 from retail_seg.core.cleaning import PARSED
-from retail_seg.core.sources import CANONICAL_COLUMNS
+from retail_seg.core.formats import CANONICAL_COLUMNS
 from retail_seg.core.warehouse import Table
 
 CHUNK_ROWS = 1_000_000

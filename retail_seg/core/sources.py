@@ -1,122 +1,54 @@
-"""Source files: recognise the export format from its header and load it as text into `raw.transactions`."""
+"""Sources: a file, a folder or a glob of exports of one format, loaded as text into `raw.transactions`."""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
+from retail_seg.core.excel import workbook_to_csv
+from retail_seg.core.formats import (
+    CANONICAL_COLUMNS,
+    RAW_COLUMNS,
+    SourceFormat,
+    SourceFormatError,
+    detect_format,
+)
 from retail_seg.core.warehouse import RAW_TRANSACTIONS, build_candidate
 
-CANONICAL_COLUMNS = (
-    "invoice_no",
-    "stock_code",
-    "description",
-    "quantity",
-    "unit_price",
-    "invoice_date",
-    "customer_id",
-    "country",
-)
-DEMOGRAPHIC_COLUMNS = ("age", "gender", "product_category")
-RAW_COLUMNS = CANONICAL_COLUMNS + DEMOGRAPHIC_COLUMNS
+__all__ = ["CANONICAL_COLUMNS", "RAW_COLUMNS", "SourceFormatError", "file_sha256", "load_raw", "source_files"]
 
-
-class SourceFormatError(ValueError):
-    """A source file that cannot be read as any known export format."""
-
-
-@dataclass(frozen=True)
-class SourceFormat:
-    """An export format: which source column feeds each canonical column."""
-
-    name: str
-    columns: dict[str, str]
-    optional: dict[str, str] = field(default_factory=dict)
-
-    def describe(self) -> str:
-        return f"{self.name} ({', '.join(self.columns.values())})"
-
-
-FORMATS = (
-    SourceFormat(
-        name="canonical",
-        columns={c: c for c in CANONICAL_COLUMNS},
-        optional={c: c for c in DEMOGRAPHIC_COLUMNS},
-    ),
-    SourceFormat(
-        name="uci_online_retail",
-        columns=dict(
-            zip(
-                CANONICAL_COLUMNS,
-                (
-                    "InvoiceNo",
-                    "StockCode",
-                    "Description",
-                    "Quantity",
-                    "UnitPrice",
-                    "InvoiceDate",
-                    "CustomerID",
-                    "Country",
-                ),
-                strict=True,
-            )
-        ),
-    ),
-    SourceFormat(
-        name="uci_online_retail_ii",
-        columns=dict(
-            zip(
-                CANONICAL_COLUMNS,
-                (
-                    "Invoice",
-                    "StockCode",
-                    "Description",
-                    "Quantity",
-                    "Price",
-                    "InvoiceDate",
-                    "Customer ID",
-                    "Country",
-                ),
-                strict=True,
-            )
-        ),
-    ),
-)
+CSV_SUFFIXES = (".csv", ".txt", ".tsv")
+EXCEL_SUFFIXES = (".xlsx", ".xlsm")
+SUPPORTED_SUFFIXES = (*CSV_SUFFIXES, ".parquet", *EXCEL_SUFFIXES)
+# UTF-8 first; exports from older tills and Excel are often Latin-1 (the UCI original is).
+CSV_ENCODINGS = ("utf-8", "latin-1")
 
 
 @dataclass(frozen=True)
 class LoadedSource:
     """What a load put into `raw.transactions`'s candidate."""
 
-    path: Path
+    files: tuple[Path, ...]
     format: SourceFormat
     sha256: str
     rows: int
-    encoding: str
+    encodings: tuple[str, ...]
 
-
-CSV_SUFFIXES = (".csv", ".txt", ".tsv")
-SUPPORTED_SUFFIXES = (*CSV_SUFFIXES, ".parquet")
-# UTF-8 first; exports from older tills and Excel are often Latin-1 (the UCI original is).
-CSV_ENCODINGS = ("utf-8", "latin-1")
+    @property
+    def encoding(self) -> str:
+        return ", ".join(dict.fromkeys(self.encodings))
 
 
 def _reader_sql(path: Path, encoding: str = "utf-8") -> str:
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
+    if path.suffix.lower() == ".parquet":
         return "read_parquet(?)"
-    if suffix in CSV_SUFFIXES:
-        # null_padding: a line cut short (a truncated export) reads with NULLs in its missing columns,
-        # so staging rejects that one line instead of the sniffer misreading the whole file.
-        return f"read_csv(?, all_varchar = true, header = true, null_padding = true, encoding = '{encoding}')"
-    raise SourceFormatError(f"{path.name}: file type '{suffix}' not supported; expected .csv or .parquet")
-
-
-def _is_encoding_error(error: duckdb.Error) -> bool:
-    return "unicode" in str(error).lower()
+    # null_padding: a line cut short (a truncated export) reads with NULLs in its missing columns, so
+    # staging rejects that one line instead of the sniffer misreading the whole file.
+    return f"read_csv(?, all_varchar = true, header = true, null_padding = true, encoding = '{encoding}')"
 
 
 def _first_line(error: Exception) -> str:
@@ -127,34 +59,36 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _check_exists(path: Path) -> None:
+def _check_file(path: Path) -> None:
     if not path.is_file():
         raise SourceFormatError(f"{path}: source file not found")
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        expected = ", ".join(SUPPORTED_SUFFIXES)
+        raise SourceFormatError(
+            f"{path.name}: file type '{path.suffix}' not supported; expected one of {expected}"
+        )
     if path.stat().st_size == 0:
         raise SourceFormatError(
             f"{path.name}: file is empty (0 bytes); expected a header and transaction lines"
         )
 
 
-def detect_format(path: Path, header: list[str]) -> tuple[SourceFormat, dict[str, str]]:
-    """The first known format whose columns the header has, and the header's spelling of each.
-
-    Matching ignores case and surrounding spaces, which spreadsheet round-trips change.
-    """
-    by_key = {name.strip().lower(): name for name in header}
-    for fmt in FORMATS:
-        wanted = fmt.columns | fmt.optional
-        found = {canon: by_key[src.lower()] for canon, src in wanted.items() if src.lower() in by_key}
-        if all(canon in found for canon in fmt.columns):
-            return fmt, found
-    closest = max(FORMATS, key=lambda f: sum(src.lower() in by_key for src in f.columns.values()))
-    missing = [src for src in closest.columns.values() if src.lower() not in by_key]
-    known = "; ".join(f.describe() for f in FORMATS)
-    raise SourceFormatError(
-        f"{path.name}: header not recognised; closest format {closest.name} is missing column"
-        f"{'s' if len(missing) > 1 else ''} {', '.join(repr(m) for m in missing)}; "
-        f"columns found: {', '.join(header) or '(none)'}; formats known: {known}"
-    )
+def source_files(source: Path) -> list[Path]:
+    """The export files a source names: the file itself, every export in a folder, or a glob's matches."""
+    text = str(source)
+    if any(char in Path(text).name for char in "*?["):
+        files = sorted(p for p in Path(text).parent.glob(Path(text).name) if p.is_file())
+    elif Path(text).is_dir():
+        files = sorted(
+            p for p in Path(text).iterdir() if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
+        )
+    else:
+        files = [Path(text)]
+    if not files:
+        raise SourceFormatError(f"{source}: no export files found ({', '.join(SUPPORTED_SUFFIXES)})")
+    for path in files:
+        _check_file(path)
+    return files
 
 
 def file_sha256(path: Path) -> str:
@@ -166,35 +100,63 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_raw(conn: duckdb.DuckDBPyConnection, path: Path, load_id: str) -> LoadedSource:
-    """Build `raw.transactions`'s candidate from a source file: canonical names, every value as text.
+def source_sha256(files: list[Path]) -> str:
+    """One checksum for a source: the file's own, or over each file's name and checksum for several."""
+    if len(files) == 1:
+        return file_sha256(files[0])
+    listing = "\n".join(f"{path.name}:{file_sha256(path)}" for path in files)
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def load_raw(conn: duckdb.DuckDBPyConnection, source: Path, load_id: str) -> LoadedSource:
+    """Build `raw.transactions`'s candidate from a source: canonical names, every value as text.
 
     Keeping text means nothing is lost or coerced at the door; staging decides what parses, and
-    rejected rows keep the values exactly as the file had them.
+    rejected rows keep the values exactly as the file had them. Several files load as one source and
+    must share a format; lines repeated across overlapping exports are left for staging's duplicate
+    rule, so an invoice in two files counts once.
     """
-    path = Path(path)
-    _check_exists(path)
-    encodings = CSV_ENCODINGS if path.suffix.lower() in CSV_SUFFIXES else ("binary",)
+    files = source_files(Path(source))
+    formats: list[SourceFormat] = []
+    encodings = []
+    with tempfile.TemporaryDirectory(prefix="retail_seg_") as scratch:
+        for index, path in enumerate(files):
+            readable = path
+            if path.suffix.lower() in EXCEL_SUFFIXES:
+                # DuckDB's Excel reader is an extension that cannot be downloaded here, so workbooks are
+                # streamed to CSV first (every sheet, in order), never held in memory whole.
+                readable = workbook_to_csv(path, Path(scratch) / f"{index}.csv")
+            fmt, encoding = _load_file(conn, path, readable, load_id, append=index > 0)
+            if formats and fmt != formats[0]:
+                raise SourceFormatError(
+                    f"{path.name} is {fmt.name} but {files[0].name} is {formats[0].name}: "
+                    "the files of one source must share a format"
+                )
+            formats.append(fmt)
+            encodings.append(encoding)
+    rows = conn.execute(f"SELECT count(*) FROM {RAW_TRANSACTIONS.candidate}").fetchall()[0][0]
+    return LoadedSource(tuple(files), formats[0], source_sha256(files), rows, tuple(encodings))
+
+
+def _load_file(
+    conn: duckdb.DuckDBPyConnection, path: Path, readable: Path, load_id: str, append: bool
+) -> tuple[SourceFormat, str]:
+    """Add one file's lines to the candidate, trying each text encoding in turn."""
+    encodings = CSV_ENCODINGS if readable.suffix.lower() in CSV_SUFFIXES else ("binary",)
     for encoding in encodings:
         try:
-            fmt = _build_raw_candidate(conn, path, load_id, encoding)
-            break
+            return _select_into_candidate(conn, path, readable, load_id, encoding, append), encoding
         except duckdb.Error as error:
-            if not _is_encoding_error(error) or encoding == encodings[-1]:
+            if "unicode" not in str(error).lower() or encoding == encodings[-1]:
                 raise SourceFormatError(f"{path.name}: cannot be read: {_first_line(error)}") from error
-    rows = conn.execute(f"SELECT count(*) FROM {RAW_TRANSACTIONS.candidate}").fetchall()[0][0]
-    return LoadedSource(path=path, format=fmt, sha256=file_sha256(path), rows=rows, encoding=encoding)
+    raise AssertionError("unreachable: the last encoding either loads or raises")
 
 
-def _build_raw_candidate(
-    conn: duckdb.DuckDBPyConnection, path: Path, load_id: str, encoding: str
+def _select_into_candidate(
+    conn: duckdb.DuckDBPyConnection, path: Path, readable: Path, load_id: str, encoding: str, append: bool
 ) -> SourceFormat:
-    header = [
-        row[0]
-        for row in conn.execute(
-            f"DESCRIBE SELECT * FROM {_reader_sql(path, encoding)}", [str(path)]
-        ).fetchall()
-    ]
+    reader = _reader_sql(readable, encoding)
+    header = [row[0] for row in conn.execute(f"DESCRIBE SELECT * FROM {reader}", [str(readable)]).fetchall()]
     fmt, found = detect_format(path, header)
     selected = ",\n".join(
         f"CAST({_quote(found[c])} AS VARCHAR) AS {c}" if c in found else f"CAST(NULL AS VARCHAR) AS {c}"
@@ -204,8 +166,13 @@ def _build_raw_candidate(
         SELECT CAST(? AS VARCHAR) AS load_id,
                CAST(? AS VARCHAR) AS source_file,
                row_number() OVER () AS source_row,
+               CAST(? AS VARCHAR) AS source_format,
                {selected}
-        FROM {_reader_sql(path, encoding)}
+        FROM {reader}
     """
-    build_candidate(conn, RAW_TRANSACTIONS, sql, [load_id, str(path), str(path)])
+    params = [load_id, str(path), fmt.name, str(readable)]
+    if append:
+        conn.execute(f"INSERT INTO {RAW_TRANSACTIONS.candidate} {sql}", params)
+    else:
+        build_candidate(conn, RAW_TRANSACTIONS, sql, params)
     return fmt
