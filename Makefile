@@ -10,6 +10,7 @@ export DAGSTER_HOME ?= $(CURDIR)/data/.dagster
 export RETAIL_SEG_WAREHOUSE ?= $(CURDIR)/data/warehouse.duckdb
 export RETAIL_SEG_REPORTS ?= $(CURDIR)/data/reports
 export RETAIL_SEG_INCOMING ?= $(CURDIR)/data/incoming
+export RETAIL_SEG_MEMORY_LIMIT ?= 4GB
 DEFAULT_SOURCE := $(CURDIR)/data/synthetic/transactions.csv
 export RETAIL_SEG_SOURCE ?= $(DEFAULT_SOURCE)
 export GX_ANALYTICS_ENABLED := false

@@ -25,6 +25,7 @@ def project_environment(workdir: Path, source: Path) -> dict[str, str]:
         "RETAIL_SEG_WAREHOUSE": str(workdir / "warehouse.duckdb"),
         "RETAIL_SEG_REPORTS": str(workdir / "reports"),
         "RETAIL_SEG_INCOMING": str(workdir / "incoming"),
+        "RETAIL_SEG_MEMORY_LIMIT": "2GB",
         "GX_ANALYTICS_ENABLED": "false",
     }
 

@@ -14,6 +14,8 @@ def _environment(monkeypatch, tmp_path, source):
     monkeypatch.setenv("RETAIL_SEG_SOURCE", str(source))
     monkeypatch.setenv("RETAIL_SEG_WAREHOUSE", str(tmp_path / "warehouse.duckdb"))
     monkeypatch.setenv("RETAIL_SEG_REPORTS", str(tmp_path / "reports"))
+    monkeypatch.setenv("RETAIL_SEG_INCOMING", str(tmp_path / "incoming"))
+    monkeypatch.setenv("RETAIL_SEG_MEMORY_LIMIT", "1GB")
 
 
 def _checksums(tmp_path):

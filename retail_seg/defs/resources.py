@@ -1,9 +1,11 @@
 """Resources: where the pipeline reads its source and writes its warehouse and reports."""
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
 
 class SourceFile(dg.ConfigurableResource):
@@ -13,6 +15,20 @@ class SourceFile(dg.ConfigurableResource):
 
     def resolve(self) -> Path:
         return Path(self.path).expanduser().resolve()
+
+
+class Warehouse(DuckDBResource):
+    """The DuckDB warehouse, with a memory ceiling: past it DuckDB spills to disk instead of growing."""
+
+    memory_limit: str = Field(default="", description="e.g. '4GB'; empty means DuckDB's default (80% of RAM)")
+
+    @contextmanager
+    def get_connection(self):
+        config = dict(self.connection_config)
+        if self.memory_limit:
+            config["memory_limit"] = self.memory_limit
+        with DuckDBResource(database=self.database, connection_config=config).get_connection() as conn:
+            yield conn
 
 
 # DuckDB lets one process hold the warehouse file: every step that opens it shares this pool, whose
@@ -44,7 +60,9 @@ def production_resources() -> dict[str, dg.ConfigurableResource]:
     """Resources configured from the environment when a run starts, never at import time."""
     return {
         "source": SourceFile(path=dg.EnvVar("RETAIL_SEG_SOURCE")),
-        "warehouse": DuckDBResource(database=dg.EnvVar("RETAIL_SEG_WAREHOUSE")),
+        "warehouse": Warehouse(
+            database=dg.EnvVar("RETAIL_SEG_WAREHOUSE"), memory_limit=dg.EnvVar("RETAIL_SEG_MEMORY_LIMIT")
+        ),
         "reports": ReportsFolder(path=dg.EnvVar("RETAIL_SEG_REPORTS")),
         "landing": LandingFolder(path=dg.EnvVar("RETAIL_SEG_INCOMING")),
     }
