@@ -16,6 +16,7 @@ export RETAIL_SEG_SOURCE ?= $(DEFAULT_SOURCE)
 export GX_ANALYTICS_ENABLED := false
 
 .PHONY: run test ui lint format bench clean
+SIZES ?= 1000000 10000000
 
 run: $(STAMP) $(if $(filter $(DEFAULT_SOURCE),$(RETAIL_SEG_SOURCE)),$(DEFAULT_SOURCE)) $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m retail_seg run
@@ -46,6 +47,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
+
+# Speed and memory against a bare DuckDB query, pandas and pymc-marketing (see bench/run.py).
+bench: $(STAMP)
+	$(PY) bench/run.py --sizes $(SIZES)
 
 clean:
 	rm -rf data/warehouse.duckdb data/warehouse.duckdb.wal data/reports data/synthetic data/.dagster
