@@ -109,34 +109,57 @@ LINE_KEY = (
     "trim(country)",
 )
 
-_JUDGED_SQL = f"""
-    WITH typed AS (
+_TYPED = f"""
+    typed AS (
         SELECT *, {", ".join(f"{expr} AS {name}" for name, expr in PARSED.items())}
         FROM {RAW_TRANSACTIONS}
-    ),
-    counted AS (
-        SELECT *, row_number() OVER (PARTITION BY {", ".join(LINE_KEY)} ORDER BY source_row) AS copy_number
-        FROM typed
     )
-    SELECT *,
-        CASE
-            WHEN customer_key IS NULL THEN 'missing_customer_id'
-            WHEN invoice_ts IS NULL THEN 'unparseable_invoice_date'
-            WHEN invoice_ts < $earliest OR invoice_ts >= $latest THEN 'invoice_date_out_of_range'
-            WHEN quantity_num IS NULL OR isnan(quantity_num) THEN 'quantity_not_a_number'
-            WHEN unit_price_exact IS NULL THEN 'unit_price_not_a_number'
-            WHEN list_contains($uci_formats, source_format) AND upper(trim(invoice_no)) LIKE 'A%'
-                THEN 'bad_debt_adjustment'
-            WHEN list_contains($uci_formats, source_format)
-              AND (list_contains($non_product_codes, upper(trim(stock_code)))
-                   OR regexp_matches(upper(trim(stock_code)), $non_product_prefixes)) THEN 'non_product_line'
-            WHEN quantity_num = 0 THEN 'zero_quantity'
-            WHEN quantity_num <> round(quantity_num) THEN 'fractional_quantity'
-            WHEN unit_price_exact <= 0 THEN 'non_positive_unit_price'
-            WHEN abs(quantity_num) > $max_abs_quantity THEN 'absurd_quantity'
-            WHEN copy_number > 1 THEN 'duplicate_line'
-        END AS rule
-    FROM counted
+"""
+
+# Repeated lines, found without sorting the whole table: a hash of each line's key finds the few keys
+# that occur more than once, and only those lines are compared exactly (a hash collision only adds a
+# line to that comparison). Every copy after the first, in file order, is a duplicate.
+_DUPLICATES_SQL = f"""
+    WITH {_TYPED},
+    hashed AS (SELECT source_file, source_row, hash({", ".join(LINE_KEY)}) AS line_hash FROM typed),
+    repeated AS (SELECT line_hash FROM hashed GROUP BY line_hash HAVING count(*) > 1),
+    candidates AS (
+        SELECT typed.*
+        FROM typed JOIN hashed USING (source_file, source_row) SEMI JOIN repeated USING (line_hash)
+    )
+    SELECT source_file, source_row
+    FROM (
+        SELECT source_file, source_row,
+               row_number() OVER (PARTITION BY {", ".join(LINE_KEY)} ORDER BY source_file, source_row) AS copy
+        FROM candidates
+    )
+    WHERE copy > 1
+"""
+
+_JUDGED = f"""
+    {_TYPED},
+    judged AS (
+        SELECT typed.*,
+            CASE
+                WHEN customer_key IS NULL THEN 'missing_customer_id'
+                WHEN invoice_ts IS NULL THEN 'unparseable_invoice_date'
+                WHEN invoice_ts < $earliest OR invoice_ts >= $latest THEN 'invoice_date_out_of_range'
+                WHEN quantity_num IS NULL OR isnan(quantity_num) THEN 'quantity_not_a_number'
+                WHEN unit_price_exact IS NULL THEN 'unit_price_not_a_number'
+                WHEN list_contains($uci_formats, source_format) AND upper(trim(invoice_no)) LIKE 'A%'
+                    THEN 'bad_debt_adjustment'
+                WHEN list_contains($uci_formats, source_format)
+                  AND (list_contains($non_product_codes, upper(trim(stock_code)))
+                       OR regexp_matches(upper(trim(stock_code)), $non_product_prefixes))
+                    THEN 'non_product_line'
+                WHEN quantity_num = 0 THEN 'zero_quantity'
+                WHEN quantity_num <> round(quantity_num) THEN 'fractional_quantity'
+                WHEN unit_price_exact <= 0 THEN 'non_positive_unit_price'
+                WHEN abs(quantity_num) > $max_abs_quantity THEN 'absurd_quantity'
+                WHEN d.source_row IS NOT NULL THEN 'duplicate_line'
+            END AS rule
+        FROM typed LEFT JOIN _duplicates d USING (source_file, source_row)
+    )
 """
 
 # Spreadsheet round-trips write "nan" for a missing description, and a UTF-8 "£" read as Latin-1
@@ -147,6 +170,7 @@ _DESCRIPTION_SQL = (
 )
 
 _CLEAN_SQL = f"""
+    WITH {_JUDGED}
     SELECT
         trim(invoice_no) AS invoice_no,
         trim(stock_code) AS stock_code,
@@ -164,13 +188,14 @@ _CLEAN_SQL = f"""
         CAST(quantity_num AS BIGINT) * unit_price_exact AS line_total,
         load_id,
         source_row
-    FROM _judged
+    FROM judged
     WHERE rule IS NULL
 """
 
 _REJECTED_SQL = f"""
+    WITH {_JUDGED}
     SELECT load_id, source_file, source_row, rule, {", ".join(RAW_COLUMNS)}
-    FROM _judged
+    FROM judged
     WHERE rule IS NOT NULL
 """
 
@@ -195,18 +220,20 @@ def clean_transactions(
         "earliest": dt.datetime.combine(earliest_date, dt.time()),
         "latest": dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time()),
     }
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE _judged AS {_JUDGED_SQL}", params)
+    # Two streaming passes over the raw lines (clean, rejected) rather than one materialized wide
+    # table: at ten million lines the wide table, not the parsing, is what costs memory.
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE _duplicates AS {_DUPLICATES_SQL}")
     try:
-        build_candidate(conn, STAGING_TRANSACTIONS, _CLEAN_SQL)
-        build_candidate(conn, REJECTED_ROWS, _REJECTED_SQL)
-        by_rule = dict(
-            conn.execute(
-                "SELECT rule, count(*) FROM _judged WHERE rule IS NOT NULL GROUP BY rule ORDER BY rule"
-            ).fetchall()
-        )
-        clean = conn.execute("SELECT count(*) FROM _judged WHERE rule IS NULL").fetchall()[0][0]
+        build_candidate(conn, STAGING_TRANSACTIONS, _CLEAN_SQL, params)
+        build_candidate(conn, REJECTED_ROWS, _REJECTED_SQL, params)
     finally:
-        conn.execute("DROP TABLE IF EXISTS _judged")
+        conn.execute("DROP TABLE IF EXISTS _duplicates")
+    by_rule = dict(
+        conn.execute(
+            f"SELECT rule, count(*) FROM {REJECTED_ROWS.candidate} GROUP BY rule ORDER BY rule"
+        ).fetchall()
+    )
+    clean = conn.execute(f"SELECT count(*) FROM {STAGING_TRANSACTIONS.candidate}").fetchall()[0][0]
     return CleaningResult(clean_rows=clean, rejected_by_rule=by_rule)
 
 

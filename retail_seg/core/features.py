@@ -27,26 +27,26 @@ _AS_OF_CTE = f"""
     )
 """
 
+# One aggregation over the lines; the features and the count of customers left out both read it.
+_PER_CUSTOMER_SQL = f"""
+    WITH {_AS_OF_CTE}
+    SELECT
+        customer_id,
+        any_value(a.as_of) AS as_of,
+        max(invoice_date) FILTER (WHERE NOT is_return) AS last_purchase,
+        min(invoice_date) FILTER (WHERE NOT is_return) AS first_purchase,
+        count(DISTINCT invoice_no) FILTER (WHERE NOT is_return) AS frequency,
+        sum(line_total) AS monetary,
+        sum(line_total) FILTER (WHERE NOT is_return) AS purchased,
+        -sum(line_total) FILTER (WHERE is_return) AS returned,
+        count(DISTINCT stock_code) FILTER (WHERE NOT is_return) AS distinct_products
+    FROM {STAGING_TRANSACTIONS} t, as_of a
+    WHERE t.invoice_date < a.as_of
+    GROUP BY customer_id
+"""
+
 _FEATURES_SQL = f"""
-    WITH {_AS_OF_CTE},
-    lines AS (
-        SELECT t.*, a.as_of FROM {STAGING_TRANSACTIONS} t, as_of a WHERE t.invoice_date < a.as_of
-    ),
-    per_customer AS (
-        SELECT
-            customer_id,
-            any_value(as_of) AS as_of,
-            max(invoice_date) FILTER (WHERE NOT is_return) AS last_purchase,
-            min(invoice_date) FILTER (WHERE NOT is_return) AS first_purchase,
-            count(DISTINCT invoice_no) FILTER (WHERE NOT is_return) AS frequency,
-            sum(line_total) AS monetary,
-            sum(line_total) FILTER (WHERE NOT is_return) AS purchased,
-            -sum(line_total) FILTER (WHERE is_return) AS returned,
-            count(DISTINCT stock_code) FILTER (WHERE NOT is_return) AS distinct_products
-        FROM lines
-        GROUP BY customer_id
-    ),
-    featured AS (
+    WITH featured AS (
         SELECT
             customer_id,
             date_diff('day', CAST(last_purchase AS DATE), as_of) AS recency_days,
@@ -63,7 +63,7 @@ _FEATURES_SQL = f"""
             first_purchase,
             last_purchase,
             as_of
-        FROM per_customer
+        FROM _per_customer
         -- Judged on the published (cent-rounded) value, so no customer is featured with a spend of 0.00.
         WHERE frequency >= 1 AND round(monetary, 2) > 0
     ),
@@ -98,24 +98,17 @@ def build_customer_features(conn: duckdb.DuckDBPyConnection, as_of: dt.date | No
     invoices; monetary is net spend, returns subtracted. Customers whose returns cancel all they bought
     have no spend to segment and are counted, not featured.
     """
-    build_candidate(conn, CUSTOMER_FEATURES, _FEATURES_SQL, {"as_of": as_of})
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE _per_customer AS {_PER_CUSTOMER_SQL}", {"as_of": as_of})
+    try:
+        build_candidate(conn, CUSTOMER_FEATURES, _FEATURES_SQL)
+        excluded = conn.execute(
+            "SELECT count(*) FILTER (WHERE frequency = 0), "
+            "count(*) FILTER (WHERE frequency > 0 AND round(monetary, 2) <= 0) FROM _per_customer"
+        ).fetchall()[0]
+    finally:
+        conn.execute("DROP TABLE IF EXISTS _per_customer")
     chosen_as_of, customers = conn.execute(
         f"SELECT max(as_of), count(*) FROM {CUSTOMER_FEATURES.candidate}"
-    ).fetchall()[0]
-    excluded = conn.execute(
-        f"""
-        WITH {_AS_OF_CTE}
-        SELECT
-            count(*) FILTER (WHERE purchases = 0),
-            count(*) FILTER (WHERE purchases > 0 AND round(spend, 2) <= 0)
-        FROM (
-            SELECT customer_id, count(*) FILTER (WHERE NOT is_return) AS purchases, sum(line_total) AS spend
-            FROM {STAGING_TRANSACTIONS}, as_of
-            WHERE invoice_date < as_of.as_of
-            GROUP BY customer_id
-        )
-        """,
-        {"as_of": as_of},
     ).fetchall()[0]
     return FeatureBuild(
         as_of=chosen_as_of, customers=customers, without_purchase=excluded[0], non_positive_spend=excluded[1]

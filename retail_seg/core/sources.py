@@ -45,7 +45,7 @@ class LoadedSource:
 
 def _reader_sql(path: Path, encoding: str = "utf-8") -> str:
     if path.suffix.lower() == ".parquet":
-        return "read_parquet(?)"
+        return "read_parquet(?, file_row_number = true)"
     # null_padding: a line cut short (a truncated export) reads with NULLs in its missing columns, so
     # staging rejects that one line instead of the sniffer misreading the whole file.
     return f"read_csv(?, all_varchar = true, header = true, null_padding = true, encoding = '{encoding}')"
@@ -157,6 +157,9 @@ def _select_into_candidate(
 ) -> SourceFormat:
     reader = _reader_sql(readable, encoding)
     header = [row[0] for row in conn.execute(f"DESCRIBE SELECT * FROM {reader}", [str(readable)]).fetchall()]
+    # Parquet numbers its rows as it reads, in parallel; a CSV's line order needs a window over the scan.
+    line_number = "file_row_number + 1" if "file_row_number" in header else "row_number() OVER ()"
+    header = [name for name in header if name != "file_row_number"]
     fmt, found = detect_format(path, header)
     selected = ",\n".join(
         f"CAST({_quote(found[c])} AS VARCHAR) AS {c}" if c in found else f"CAST(NULL AS VARCHAR) AS {c}"
@@ -165,7 +168,7 @@ def _select_into_candidate(
     sql = f"""
         SELECT CAST(? AS VARCHAR) AS load_id,
                CAST(? AS VARCHAR) AS source_file,
-               row_number() OVER () AS source_row,
+               {line_number} AS source_row,
                CAST(? AS VARCHAR) AS source_format,
                {selected}
         FROM {reader}
