@@ -15,6 +15,7 @@ import duckdb
 
 from retail_seg.core import quality
 from retail_seg.core.cleaning import clean_transactions
+from retail_seg.core.expectations import gx_context
 from retail_seg.core.features import build_customer_features
 from retail_seg.core.sources import load_raw
 from retail_seg.core.warehouse import (
@@ -36,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path)
     args = parser.parse_args()
-    _, gx_import = timed(quality._gx)  # import and context, paid once per process
+    _, gx_import = timed(gx_context)  # import and context, paid once per process
     with tempfile.TemporaryDirectory() as folder, duckdb.connect(str(Path(folder) / "w.duckdb")) as conn:
         loaded, load = timed(lambda: load_raw(conn, args.source, load_id="bench"))
         raw_gate, raw_time = timed(lambda: quality.raw_gate(conn, RAW_TRANSACTIONS.candidate))

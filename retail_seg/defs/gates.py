@@ -4,7 +4,7 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from retail_seg.core.quality import GateResult
+from retail_seg.core.expectations import GateResult
 from retail_seg.core.warehouse import Table, discard_candidates, publish
 from retail_seg.defs.metadata import markdown_table
 

@@ -5,7 +5,8 @@ from pathlib import Path
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from retail_seg.core.quality import GateResult, Outcome, raw_gate
+from retail_seg.core.expectations import GateResult, Outcome
+from retail_seg.core.quality import raw_gate
 from retail_seg.core.sources import SourceFormatError, load_raw
 from retail_seg.core.warehouse import RAW_TRANSACTIONS
 from retail_seg.defs.gates import check_result, gate_spec, publish_if_passed, refuse
