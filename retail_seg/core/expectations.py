@@ -90,7 +90,9 @@ def _chunks(conn: duckdb.DuckDBPyConnection, sql: str, params) -> Iterator[pd.Da
     # A cursor of its own, so the streamed result never collides with the caller's open results.
     with conn.cursor() as cursor:
         for batch in cursor.sql(sql, params=params).to_arrow_reader(CHUNK_ROWS):
-            yield batch.to_pandas()
+            # Text as categories: a mostly-empty column of failed values costs codes, not a Python
+            # object per row.
+            yield batch.to_pandas(strings_to_categorical=True)
 
 
 def _sample_values(result: dict) -> str:
