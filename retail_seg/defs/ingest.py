@@ -33,7 +33,7 @@ def _unreadable(source: str, error: SourceFormatError) -> GateResult:
 @dg.asset(
     group_name="raw",
     kinds={"duckdb"},
-    code_version="2",
+    code_version="3",
     pool=WAREHOUSE_POOL,
     check_specs=[
         gate_spec(

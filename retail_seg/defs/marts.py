@@ -70,7 +70,7 @@ class SegmentationConfig(dg.Config):
     deps=["clean_transactions"],
     group_name="marts",
     kinds={"duckdb"},
-    code_version="3",
+    code_version="4",
     pool=WAREHOUSE_POOL,
     check_specs=[
         gate_spec(

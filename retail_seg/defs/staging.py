@@ -35,7 +35,7 @@ class CleaningConfig(dg.Config):
             description="Typed, deduplicated invoice lines with returns flagged and a line total.",
             group_name="staging",
             kinds={"duckdb"},
-            code_version="2",
+            code_version="3",
         ),
         dg.AssetSpec(
             "rejected_rows",
@@ -43,7 +43,7 @@ class CleaningConfig(dg.Config):
             description="Raw lines that staging refused, with the rule each broke and its original values.",
             group_name="staging",
             kinds={"duckdb"},
-            code_version="2",
+            code_version="3",
         ),
     ],
     check_specs=[
