@@ -3,9 +3,16 @@
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import adjusted_rand_score
+from sklearn.metrics import adjusted_rand_score, silhouette_score
 
-from retail_seg.core.clustering import cluster_metrics, find_knee, order_by_value, sweep_kmeans, usable_k
+from retail_seg.core.clustering import (
+    cluster_metrics,
+    find_knee,
+    order_by_value,
+    silhouette_sample,
+    sweep_kmeans,
+    usable_k,
+)
 from retail_seg.core.hierarchical import cut_tree, grow_tree, sweep_ward
 from retail_seg.core.segmentation import choose_method, crosstab, segment
 from retail_seg_tests.blobs import THREE_GROUPS, blobs, matrix
@@ -67,8 +74,20 @@ def test_cluster_ids_are_ordered_by_spend():
 
 
 def test_metrics_of_a_single_cluster_are_undefined_not_an_error():
-    metrics = cluster_metrics(np.random.default_rng(0).normal(size=(20, 2)), np.zeros(20, dtype=int), seed=0)
+    points = np.random.default_rng(0).normal(size=(20, 2))
+    metrics = cluster_metrics(points, np.zeros(20, dtype=int), silhouette_sample(points, seed=0))
     assert np.isnan(metrics["silhouette"]) and metrics["inertia"] > 0
+
+
+def test_silhouette_is_exact_up_to_the_sample_size_and_seeded_beyond():
+    points = np.random.default_rng(1).normal(size=(300, 3))
+    labels = (points[:, 0] > 0).astype(int)
+    exact = cluster_metrics(points, labels, silhouette_sample(points, seed=0))["silhouette"]
+    assert exact == pytest.approx(silhouette_score(points, labels), abs=1e-5)  # float32 distances
+    small = silhouette_sample(points, seed=0, size=100)
+    assert len(small.rows) == 100 and small.distances.shape == (100, 100)
+    assert np.array_equal(small.rows, silhouette_sample(points, seed=0, size=100).rows)
+    assert cluster_metrics(points, labels, small)["silhouette"] == pytest.approx(exact, abs=0.05)
 
 
 def test_k_stops_below_the_number_of_customers():

@@ -15,7 +15,13 @@ import pandas as pd
 from scipy.cluster.hierarchy import fcluster, linkage
 from sklearn.metrics import pairwise_distances_argmin
 
-from retail_seg.core.clustering import METRIC_COLUMNS, cluster_metrics, usable_k
+from retail_seg.core.clustering import (
+    METRIC_COLUMNS,
+    SilhouetteSample,
+    cluster_metrics,
+    silhouette_sample,
+    usable_k,
+)
 
 WARD_MAX_POINTS = 5_000
 
@@ -48,10 +54,15 @@ def cut_tree(matrix: np.ndarray, tree: WardTree, k: int) -> np.ndarray:
 
 
 def sweep_ward(
-    matrix: np.ndarray, k_values: range, seed: int, max_points: int = WARD_MAX_POINTS
+    matrix: np.ndarray,
+    k_values: range,
+    seed: int,
+    max_points: int = WARD_MAX_POINTS,
+    sample: SilhouetteSample | None = None,
 ) -> tuple[pd.DataFrame, dict[int, np.ndarray], WardTree]:
     """Ward cut at each usable k: a metrics table like K-Means', the labels, and the tree."""
+    sample = sample or silhouette_sample(matrix, seed)
     tree = grow_tree(matrix, seed, max_points)
     labels = {k: cut_tree(matrix, tree, k) for k in usable_k(k_values, len(matrix))}
-    rows = [{"k": k, **cluster_metrics(matrix, found, seed)} for k, found in labels.items()]
+    rows = [{"k": k, **cluster_metrics(matrix, found, sample)} for k, found in labels.items()]
     return pd.DataFrame(rows, columns=["k", *METRIC_COLUMNS]), labels, tree

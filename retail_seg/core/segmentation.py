@@ -9,7 +9,13 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import adjusted_rand_score
 
-from retail_seg.core.clustering import METRIC_COLUMNS, find_knee, order_by_value, sweep_kmeans
+from retail_seg.core.clustering import (
+    METRIC_COLUMNS,
+    find_knee,
+    order_by_value,
+    silhouette_sample,
+    sweep_kmeans,
+)
 from retail_seg.core.hierarchical import WARD_MAX_POINTS, WardTree, sweep_ward
 
 METHODS = ("kmeans", "ward")
@@ -57,8 +63,9 @@ def segment(
     """Sweep k with both methods, take K-Means' elbow as k, compare the methods there, pick one."""
     if len(matrix) < 3:
         raise ValueError(f"segmentation needs at least 3 customers, got {len(matrix)}")
-    kmeans_table, kmeans_labels = sweep_kmeans(matrix, k_values, seed)
-    ward_table, ward_labels, tree = sweep_ward(matrix, k_values, seed, ward_max_points)
+    sample = silhouette_sample(matrix, seed)
+    kmeans_table, kmeans_labels = sweep_kmeans(matrix, k_values, seed, sample)
+    ward_table, ward_labels, tree = sweep_ward(matrix, k_values, seed, ward_max_points, sample)
     chosen_k = find_knee(kmeans_table["k"].to_numpy(), kmeans_table["inertia"].to_numpy())
     k_reason = (
         f"elbow (knee) of K-Means inertia over k = {kmeans_table['k'].min()}..{kmeans_table['k'].max()}"
