@@ -34,8 +34,8 @@ def build_definitions(timezone: str = "UTC") -> dg.Definitions:
     return dg.Definitions(
         assets=ASSETS,
         jobs=[segmentation_job],
-        schedules=[nightly_schedule(segmentation_job, timezone)],
-        sensors=[landing_sensor(segmentation_job)],
+        schedules=[nightly_schedule(segmentation_job.name, timezone)],
+        sensors=[landing_sensor(segmentation_job.name)],
         resources=production_resources(),
         # One process for the whole run: a process per step costs seconds of imports each (FIELD-NOTES.md).
         executor=dg.in_process_executor,

@@ -27,7 +27,7 @@ def test_nightly_schedule_runs_the_job_at_two_in_the_configured_timezone():
 @pytest.fixture
 def tick(tmp_path):
     """Evaluate the sensor once, carrying its cursor from tick to tick like the daemon does."""
-    sensor = landing_sensor(segmentation_job, settle_seconds=0)
+    sensor = landing_sensor(segmentation_job.name, settle_seconds=0)
     state = {"cursor": None}
 
     def evaluate() -> list[dg.RunRequest]:

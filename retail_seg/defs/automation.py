@@ -12,11 +12,11 @@ NIGHTLY_CRON = "0 2 * * *"
 SETTLE_SECONDS = 10.0
 
 
-def nightly_schedule(job: dg.JobDefinition | str, timezone: str) -> dg.ScheduleDefinition:
+def nightly_schedule(job_name: str, timezone: str) -> dg.ScheduleDefinition:
     """Re-segment every customer at 02:00 in `timezone`, on whatever the source resource points at."""
     return dg.ScheduleDefinition(
         name="nightly_segmentation",
-        job=job,
+        job_name=job_name,
         cron_schedule=NIGHTLY_CRON,
         execution_timezone=timezone,
         default_status=dg.DefaultScheduleStatus.RUNNING,
@@ -24,14 +24,12 @@ def nightly_schedule(job: dg.JobDefinition | str, timezone: str) -> dg.ScheduleD
     )
 
 
-def landing_sensor(
-    job: dg.JobDefinition | str, settle_seconds: float = SETTLE_SECONDS
-) -> dg.SensorDefinition:
+def landing_sensor(job_name: str, settle_seconds: float = SETTLE_SECONDS) -> dg.SensorDefinition:
     """A sensor that starts one run per new or changed file in the landing folder."""
 
     @dg.sensor(
         name="incoming_files",
-        job=job,
+        job_name=job_name,
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="One run per new or changed export in the landing folder, keyed by its SHA-256.",
