@@ -3,12 +3,14 @@
     python bench/measure.py METHOD SOURCE [WORKDIR]
 
 Prints a JSON object with the task's wall seconds and what it produced. The parent reads the peak
-resident memory of this process from the operating system.
+resident memory of this process from the operating system. BENCH_MEMORY_LIMIT (default 4GB) is the
+DuckDB memory limit of the project's task.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -47,7 +49,9 @@ def project(source: Path, workdir: Path) -> int:
         publish,
     )
 
-    with duckdb.connect(str(workdir / "bench.duckdb"), config={"memory_limit": "4GB"}) as conn:
+    with duckdb.connect(
+        str(workdir / "bench.duckdb"), config={"memory_limit": os.environ.get("BENCH_MEMORY_LIMIT", "4GB")}
+    ) as conn:
         load_raw(conn, source, load_id="bench")
         publish(conn, RAW_TRANSACTIONS)
         clean_transactions(conn, run_date=dt.date(2030, 1, 1))
