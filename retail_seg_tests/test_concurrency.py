@@ -27,7 +27,7 @@ def test_two_runs_at_once_take_turns_on_the_warehouse(tmp_path, monkeypatch):
     for run, output in zip(runs, outputs, strict=True):
         assert run.returncode == 0, output
         assert "succeeded" in output
-        assert "lock" not in output.lower()
+        assert "Could not set lock" not in output and "IOException" not in output  # DuckDB's lock error
 
     with dg.DagsterInstance.get() as instance:
         records = instance.get_run_records()
