@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1150px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1250px; padding: 0 1rem; }
+body { color: #222; } .scroll { overflow-x: auto; }
 h1 { margin-bottom: 0.2rem; } .lede { color: #555; margin-top: 0; }
 table { border-collapse: collapse; font-size: 0.85rem; margin: 1rem 0; }
 th, td { border: 1px solid #ccc; padding: 0.3rem 0.6rem; text-align: right; vertical-align: top; }
@@ -48,13 +49,24 @@ class Section:
 def _table(block: Table) -> str:
     frame = block.frame
     text = [c for c in frame if frame[c].dtype == object]
+    # One formatter per column: shares as percentages, whole numbers with separators, the rest to 2 places.
+    formats = {
+        c: "{:.1%}"
+        if c in block.percent
+        else "{:,.0f}"
+        if pd.api.types.is_integer_dtype(frame[c])
+        else "{:,.2f}"
+        for c in frame
+        if c not in text
+        and pd.api.types.is_numeric_dtype(frame[c])
+        and not pd.api.types.is_bool_dtype(frame[c])
+    }
     styled = (
         frame.style.hide(axis="index")
-        .format(precision=2, thousands=",", na_rep="–")
-        .format({c: "{:.1%}" for c in block.percent if c in frame}, na_rep="–")
+        .format(formats, na_rep="–")
         .set_properties(subset=text, **{"text-align": "left"})
     )
-    return f"<p><strong>{html.escape(block.caption)}</strong></p>{styled.to_html()}"
+    return f"<p><strong>{html.escape(block.caption)}</strong></p><div class='scroll'>{styled.to_html()}</div>"
 
 
 def _image(block: Image) -> str:
@@ -86,9 +98,7 @@ def render_report(title: str, lede: str, facts: dict[str, object], sections: lis
 """
 
 
-LEDE = (
-    "Every customer with a purchase, clustered on their buying behaviour, with what to do for each segment."
-)
+LEDE = "Every customer with a purchase, clustered on how they buy, with what to do for each segment."
 PROFILE_COLUMNS = {
     "segment": "segment",
     "customers": "customers",
@@ -139,7 +149,7 @@ def segment_report_contents(
                 Table(
                     "One row per segment, highest-spending first",
                     profile_table,
-                    ("customer share", "revenue share", "female share"),
+                    ("customer share", "revenue share", "female share", "mean return rate"),
                 ),
                 *shown("segment_sizes", "segment_revenue", "cluster_scatter", "pca_scatter"),
             ],
