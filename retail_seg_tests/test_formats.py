@@ -76,17 +76,7 @@ HEADERS = {
         "Country",
     ],
 }
-COMPARED = [
-    "invoice_no",
-    "stock_code",
-    "description",
-    "quantity",
-    "unit_price",
-    "invoice_date",
-    "customer_id",
-    "country",
-    "is_return",
-]
+COMPARED = [*HEADERS["canonical"], "is_return"]
 
 
 def _frame(format_name: str) -> pd.DataFrame:
