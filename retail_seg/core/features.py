@@ -19,17 +19,13 @@ ENGINEERED_COLUMNS = (
     "return_rate",
 )
 
+# One aggregation over the lines; the features and the count of customers left out both read it.
 # The as-of date defaults to the day after the latest transaction, never the wall clock.
-_AS_OF_CTE = f"""
-    as_of AS (
+_PER_CUSTOMER_SQL = f"""
+    WITH as_of AS (
         SELECT coalesce(CAST($as_of AS DATE), CAST(max(invoice_date) AS DATE) + 1) AS as_of
         FROM {STAGING_TRANSACTIONS}
     )
-"""
-
-# One aggregation over the lines; the features and the count of customers left out both read it.
-_PER_CUSTOMER_SQL = f"""
-    WITH {_AS_OF_CTE}
     SELECT
         customer_id,
         any_value(a.as_of) AS as_of,
