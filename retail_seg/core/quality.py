@@ -91,12 +91,14 @@ def staging_gate(
     refused = row_count(conn, rejected)
     # Staging's columns are the typed forms of cleaning's line key, under their canonical names.
     key = ", ".join(CANONICAL_COLUMNS)
-    # Exact, but cheap: only lines whose key hash occurs twice are compared value by value.
+    # Exact, but cheap: only lines whose key hash occurs twice are compared value by value. The hash is
+    # computed twice rather than kept in a CTE read twice, which DuckDB would materialize line by line.
     repeated = conn.execute(
         f"""
-        WITH hashed AS (SELECT hash({key}) AS line_hash, {key} FROM {table}),
-             shared AS (SELECT line_hash FROM hashed GROUP BY line_hash HAVING count(*) > 1)
-        SELECT count(*) - count(DISTINCT ({key})) FROM hashed SEMI JOIN shared USING (line_hash)
+        WITH shared AS (SELECT hash({key}) AS line_hash FROM {table} GROUP BY line_hash HAVING count(*) > 1)
+        SELECT count(*) - count(DISTINCT ({key}))
+        FROM {table}
+        WHERE hash({key}) IN (SELECT line_hash FROM shared)
         """
     ).fetchall()[0][0]
     first, last = conn.execute(f"SELECT min(invoice_date), max(invoice_date) FROM {table}").fetchall()[0]
