@@ -108,6 +108,7 @@ def test_gender_spellings_and_ages_normalise(conn, tmp_path):
     assert people.loc["c1", "age"] == 34 and people.loc["c1", "gender"] == "female"
     assert people.loc["c3", "age"] == 41
     assert people.loc["c1", "lines"] == 3
+    assert people.loc["c1", "distinct_products"] == 1  # three lines of product A
 
 
 def test_every_raw_line_lands_exactly_once(conn, canonical_csv):

@@ -5,12 +5,13 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from retail_seg.core.cleaning import clean_transactions
+from retail_seg.core.cleaning import build_customers, clean_transactions
 from retail_seg.core.features import build_customer_features
 from retail_seg.core.rfm import rfm_segment
 from retail_seg.core.sources import load_raw
 from retail_seg.core.warehouse import (
     CUSTOMER_FEATURES,
+    CUSTOMERS,
     RAW_TRANSACTIONS,
     REJECTED_ROWS,
     STAGING_TRANSACTIONS,
@@ -88,11 +89,18 @@ def test_engineered_features_match_hand_calculation(conn, canonical_csv):
     assert a["tenure_days"] == 31  # first purchase 1 March, as-of 1 April
     assert a["avg_order_value"] == 15.0  # 30 net over 2 invoices
     assert a["mean_days_between"] == pytest.approx(19.35, abs=0.01)  # 19 days 8.5 hours, one gap
-    assert a["distinct_products"] == 2
     assert a["return_rate"] == pytest.approx(5 / 35, abs=1e-4)  # returned 5 of 35 bought
     b = features.loc["b"]
     assert pd.isna(b["mean_days_between"])  # one purchase: no gap to measure
     assert b["return_rate"] == 0.0
+
+
+def test_products_bought_are_counted_per_customer(conn, canonical_csv):
+    _features(conn, canonical_csv(ROWS))
+    build_customers(conn)
+    publish(conn, CUSTOMERS)
+    people = read_table(conn, CUSTOMERS).set_index("customer_id")
+    assert people.loc["a", "distinct_products"] == 2  # A twice and B; the return of A adds nothing
 
 
 def test_rfm_scores_and_named_segment(conn, canonical_csv):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import duckdb
-import pandas as pd
 
 from retail_seg.core.formats import RAW_COLUMNS, UCI_CODED_FORMATS
 from retail_seg.core.warehouse import (
@@ -16,6 +16,9 @@ from retail_seg.core.warehouse import (
     STAGING_TRANSACTIONS,
     build_candidate,
 )
+
+if TYPE_CHECKING:  # pandas loads only where a frame is made, not for the SQL
+    import pandas as pd
 
 # Each rejected row carries the first rule it breaks, in this order. The text is what a reader sees.
 REJECTION_RULES = {
@@ -244,7 +247,8 @@ _CUSTOMERS_SQL = f"""
         mode(country) AS country,
         min(invoice_date) AS first_seen,
         max(invoice_date) AS last_seen,
-        count(*) AS lines
+        count(*) AS lines,
+        count(DISTINCT stock_code) FILTER (WHERE NOT is_return) AS distinct_products
     FROM {STAGING_TRANSACTIONS}
     GROUP BY customer_id
     ORDER BY customer_id
@@ -261,7 +265,8 @@ class CustomerBuild:
 
 
 def build_customers(conn: duckdb.DuckDBPyConnection) -> CustomerBuild:
-    """Build `staging.customers`'s candidate: one row per customer with the demographics the source has.
+    """Build `staging.customers`'s candidate: one row per customer with the demographics the source has,
+    when they were first and last seen, their lines and how many distinct products they bought.
 
     A customer's age, gender and country are the values their lines give most often, so one mistyped
     line does not move them.

@@ -7,6 +7,9 @@ import pandas as pd
 
 from retail_seg.core.features import ENGINEERED_COLUMNS, RFM_COLUMNS
 
+# Numbers about each customer that `staging.customers` holds rather than the features.
+CUSTOMER_COLUMNS = ("distinct_products",)
+
 RECOMMENDATIONS = {
     "high-value": "Reward and retain: loyalty programme, early access and service, not discounts.",
     "frequent": "Grow the basket: bundles and cross-sell to customers who already come back often.",
@@ -68,7 +71,8 @@ def profile_segments(
     """One row per cluster: size, shares, mean and median R/F/M, demographics, label and recommendation."""
     data = features.merge(clusters, on="customer_id", validate="one_to_one")
     if customers is not None and len(customers):
-        data = data.merge(customers[["customer_id", "age", "gender"]], on="customer_id", how="left")
+        described = [c for c in ("age", "gender", *CUSTOMER_COLUMNS) if c in customers]
+        data = data.merge(customers[["customer_id", *described]], on="customer_id", how="left")
     logged = np.log1p(data[list(RFM_COLUMNS)].astype(float))
     z = (logged - logged.mean()) / logged.std(ddof=0).replace(0, 1)
     grouped = data.groupby("cluster")
@@ -80,7 +84,7 @@ def profile_segments(
     )
     profile["customer_share"] = (profile["customers"] / profile["customers"].sum()).round(4)
     profile["revenue_share"] = (profile["revenue"] / profile["revenue"].sum()).round(4)
-    for column in (*RFM_COLUMNS, *ENGINEERED_COLUMNS):
+    for column in (*RFM_COLUMNS, *ENGINEERED_COLUMNS, *CUSTOMER_COLUMNS):
         if column in data:
             profile[f"mean_{column}"] = grouped[column].mean().round(2)
             profile[f"median_{column}"] = grouped[column].median().round(2)

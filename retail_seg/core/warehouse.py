@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import duckdb
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas loads only where a frame is made, not for the SQL
+    import pandas as pd
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ def eda_summary(warehouse: DuckDBResource, reports: ReportsFolder) -> dg.Materia
             [
                 summarize_numeric(conn, STAGING_TRANSACTIONS, TRANSACTION_VARIABLES, "transaction"),
                 summarize_numeric(conn, CUSTOMER_FEATURES, CUSTOMER_VARIABLES, "customer"),
-                summarize_numeric(conn, CUSTOMERS, ("age",), "customer"),
+                summarize_numeric(conn, CUSTOMERS, ("distinct_products", "age"), "customer"),
             ],
             ignore_index=True,
         )
