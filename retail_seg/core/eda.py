@@ -32,21 +32,17 @@ AGE_BANDS = ("<25", "25–34", "35–44", "45–54", "55–64", "65+", UNKNOWN)
 # The first age of every band after "<25"; an age's band is how many of these it has reached.
 _AGE_BAND_STARTS = (25, 35, 45, 55, 65)
 
+# One variable at a time, streamed: its values are read three times (moments, central moments, mode)
+# rather than unpivoted into one long table, which DuckDB must hold whole and which ran out of memory
+# under a 2 GB limit at 30 million lines.
 _SUMMARY_SQL = """
-    WITH variables AS (
-        SELECT unnest($columns) AS variable, generate_subscripts($columns, 1) AS position
-    ),
-    wide AS (
-        SELECT {casts} FROM {table}
-    ),
-    long AS (
+    WITH v AS NOT MATERIALIZED (
         -- pandas counts NaN as missing; left in, it would also poison every DuckDB aggregate.
-        SELECT variable, CASE WHEN isnan(raw) THEN NULL ELSE raw END AS value
-        FROM wide UNPIVOT INCLUDE NULLS (raw FOR variable IN ({names}))
+        SELECT CASE WHEN isnan(x) THEN NULL ELSE x END AS value
+        FROM (SELECT CAST({column} AS DOUBLE) AS x FROM {table})
     ),
     moments AS (
         SELECT
-            variable,
             count(value) AS n,
             count(*) - count(value) AS missing,
             -- Kahan-summed, like numpy's pairwise sum: deviations about a mean off by a few units in the
@@ -55,27 +51,28 @@ _SUMMARY_SQL = """
             min(value) AS min,
             max(value) AS max,
             quantile_cont(value, [0.5, 0.05, 0.25, 0.75, 0.95]) AS q
-        FROM long
-        GROUP BY variable
+        FROM v
     ),
     central AS (
         -- Two passes, as pandas does: DuckDB's skewness() and stddev_samp() accumulate in one pass and drift
         -- from pandas far from zero (skew by 1e-6 relative at 1e10); skewness() also gives NULL, not 0, for a
         -- constant column and raises "SKEW is out of range" on NaN.
-        SELECT l.variable, sum(power(l.value - m.mean, 2)) AS m2, sum(power(l.value - m.mean, 3)) AS m3
-        FROM long l JOIN moments m USING (variable)
-        GROUP BY l.variable
+        SELECT sum(power(value - m.mean, 2)) AS m2, sum(power(value - m.mean, 3)) AS m3
+        FROM v, moments m
     ),
     modes AS (
         -- DuckDB's mode() does not say which of tied values it returns; pandas' first mode is the smallest.
-        SELECT variable, first(value ORDER BY frequency DESC, value) AS mode
-        FROM (SELECT variable, value, count(*) AS frequency FROM long WHERE value IS NOT NULL GROUP BY ALL)
-        GROUP BY variable
+        SELECT value AS mode
+        FROM v
+        WHERE value IS NOT NULL
+        GROUP BY value
+        ORDER BY count(*) DESC, value
+        LIMIT 1
     )
     SELECT
-        v.variable,
-        coalesce(n, 0) AS count,
-        coalesce(missing, 0) AS missing,
+        $variable AS variable,
+        n AS count,
+        missing,
         mean,
         q[1] AS median,
         mode,
@@ -92,11 +89,7 @@ _SUMMARY_SQL = """
             WHEN abs(m2) < 1e-14 OR abs(m3) < 1e-14 THEN 0
             ELSE n * sqrt(n - 1) / (n - 2) * m3 / power(m2, 1.5)
         END AS skew
-    FROM variables v
-    LEFT JOIN moments USING (variable)
-    LEFT JOIN central USING (variable)
-    LEFT JOIN modes USING (variable)
-    ORDER BY v.position
+    FROM moments, central LEFT JOIN modes ON true
 """
 
 _HISTOGRAM_SQL = """
@@ -191,12 +184,13 @@ def summarize_numeric(
     """Summary statistics of numeric columns, long format: one row per (variable, statistic)."""
     if not columns or len(set(columns)) != len(columns):
         raise ValueError(f"summary of {table}: columns must be distinct and at least one, got {columns}")
-    sql = _SUMMARY_SQL.format(
-        table=table,
-        casts=", ".join(f"CAST({_quote(c)} AS DOUBLE) AS {_quote(c)}" for c in columns),
-        names=", ".join(_quote(c) for c in columns),
+    wide = pd.concat(
+        [
+            conn.execute(_SUMMARY_SQL.format(table=table, column=_quote(c)), {"variable": c}).df()
+            for c in columns
+        ],
+        ignore_index=True,
     )
-    wide = conn.execute(sql, {"columns": list(columns)}).df()
     return pd.DataFrame(
         {
             "grain": grain,
