@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.cluster.hierarchy import fcluster, linkage
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 from retail_seg.core.clustering import (
@@ -13,7 +14,7 @@ from retail_seg.core.clustering import (
     sweep_kmeans,
     usable_k,
 )
-from retail_seg.core.hierarchical import cut_tree, grow_tree, sweep_ward
+from retail_seg.core.hierarchical import cut_tree, grow_tree, micro_clusters, sweep_ward, weighted_ward
 from retail_seg.core.segmentation import choose_method, crosstab, segment
 from retail_seg_tests.blobs import THREE_GROUPS, blobs, matrix
 
@@ -47,16 +48,42 @@ def test_kmeans_sweep_reports_every_metric_and_finds_the_groups(three):
     assert adjusted_rand_score(data["group"], labels[3]) > 0.95
 
 
-def test_ward_exact_and_on_a_sample_both_find_the_groups(three):
+def test_ward_exact_and_on_micro_clusters_both_find_the_groups(three):
     data, x = three
     exact = grow_tree(x, seed=0)
-    assert len(exact.sample) == len(x)
-    sampled = grow_tree(x, seed=0, max_points=120)
-    assert len(sampled.sample) == 120 and sampled.linkage.shape == (119, 4)
-    for tree in (exact, sampled):
-        labels = cut_tree(x, tree, 3)
+    assert exact.exact and exact.leaves == len(x)
+    micro = grow_tree(x, seed=0, max_points=120, micro=60)
+    assert not micro.exact and micro.leaves <= 60 and micro.linkage.shape == (micro.leaves - 1, 4)
+    assert micro.customers_under()[-1] == len(x)  # the root holds every customer
+    for tree in (exact, micro):
+        labels = cut_tree(tree, 3)
         assert len(labels) == len(x) and set(labels) == {0, 1, 2}
         assert adjusted_rand_score(data["group"], labels) > 0.95
+
+
+def test_weighted_ward_with_unit_weights_is_scipys_ward():
+    points = np.random.default_rng(3).normal(size=(300, 3))
+    np.testing.assert_allclose(weighted_ward(points, np.ones(300)), linkage(points, "ward"), atol=1e-9)
+
+
+def test_weighted_ward_equals_ward_on_the_customers_a_weight_stands_for():
+    rng = np.random.default_rng(4)
+    points, weights = rng.normal(size=(120, 3)), rng.integers(1, 6, size=120)
+    customers = np.repeat(points, weights, axis=0)
+    reference = linkage(customers, "ward")
+    weighted = weighted_ward(points, weights)
+    # Ward merges identical customers first, at height 0; every merge after that is the weighted tree's.
+    np.testing.assert_allclose(np.sort(weighted[:, 2]), reference[reference[:, 2] > 1e-12, 2], atol=1e-9)
+    for k in range(2, 11):
+        expected = fcluster(reference, k, "maxclust")
+        assert adjusted_rand_score(expected, np.repeat(fcluster(weighted, k, "maxclust"), weights)) == 1.0
+
+
+def test_micro_clusters_partition_every_row_and_centre_on_their_members():
+    x = np.random.default_rng(5).normal(size=(2_000, 3))
+    centroids, sizes, leaf_of = micro_clusters(x, 50, seed=0)
+    assert sizes.sum() == len(x) and (sizes > 0).all() and len(centroids) == len(sizes) <= 50
+    np.testing.assert_allclose(centroids[7], x[leaf_of == 7].mean(axis=0))
 
 
 def test_ward_sweep_matches_kmeans_columns(three):

@@ -157,6 +157,7 @@ def dendrogram(tree: WardTree, k: int, leaves: int = 30) -> Figure:
     """The top of the Ward tree, cut where it gives k clusters."""
     merges = tree.linkage[:, 2]
     cut = (merges[-k] + merges[-(k - 1)]) / 2 if 2 <= k <= len(merges) else None
+    under = tree.customers_under()
     fig = Figure(figsize=(10, 4.5), layout="constrained")
     ax = fig.subplots()
     scipy_dendrogram(
@@ -165,16 +166,17 @@ def dendrogram(tree: WardTree, k: int, leaves: int = 30) -> Figure:
         p=leaves,
         ax=ax,
         color_threshold=cut,
-        no_labels=False,
+        leaf_label_func=lambda node: f"({under[node]:,})",
         leaf_rotation=90,
         leaf_font_size=7,
     )
     if cut is not None:
         ax.axhline(cut, color="grey", linestyle="--", label=f"cut for k = {k}")
         ax.legend()
-    ax.set_xlabel("customers (leaf size in brackets)")
+    ax.set_xlabel("branches (customers in brackets)")
     ax.set_ylabel("Ward merge distance")
-    ax.set_title(f"Ward hierarchical clustering ({len(tree.sample):,} customers in the tree)")
+    grown_on = "" if tree.exact else f", grown on {tree.leaves:,} micro-clusters"
+    ax.set_title(f"Ward hierarchical clustering ({tree.customers:,} customers{grown_on})")
     return fig
 
 

@@ -48,7 +48,7 @@ DISTRIBUTIONS = (
     deps=["customer_features", "customers"],
     group_name="marts",
     kinds={"duckdb", "matplotlib"},
-    code_version="1",
+    code_version="2",
     pool=WAREHOUSE_POOL,
 )
 def eda_summary(warehouse: DuckDBResource, reports: ReportsFolder) -> dg.MaterializeResult:

@@ -63,14 +63,14 @@ class SegmentationConfig(dg.Config):
     method: Literal["auto", "kmeans", "ward"] = "auto"
     """auto publishes whichever of K-Means and Ward has the higher silhouette at the elbow's k."""
     ward_max_points: int = 5_000
-    """Ward is exact up to this many customers; beyond, it is grown on a seeded sample of this size."""
+    """Ward is exact up to this many customers; beyond, it runs on weighted K-Means micro-clusters."""
 
 
 @dg.asset(
     deps=["clean_transactions"],
     group_name="marts",
     kinds={"duckdb"},
-    code_version="4",
+    code_version="5",
     pool=WAREHOUSE_POOL,
     check_specs=[
         gate_spec(
@@ -148,7 +148,7 @@ def model_features(config: PreprocessingConfig, warehouse: DuckDBResource) -> dg
             "each k, and the k the elbow chose.",
             group_name="marts",
             kinds={"duckdb", "sklearn"},
-            code_version="2",
+            code_version="3",
         ),
         dg.AssetSpec(
             "method_comparison",
@@ -157,7 +157,7 @@ def model_features(config: PreprocessingConfig, warehouse: DuckDBResource) -> dg
             "which one is published.",
             group_name="marts",
             kinds={"duckdb", "sklearn", "scipy"},
-            code_version="1",
+            code_version="2",
         ),
         dg.AssetSpec(
             "customer_segments",
@@ -166,7 +166,7 @@ def model_features(config: PreprocessingConfig, warehouse: DuckDBResource) -> dg
             "methods' clusters, the named RFM segment, and the run id.",
             group_name="marts",
             kinds={"duckdb", "sklearn"},
-            code_version="3",
+            code_version="4",
         ),
     ],
     check_specs=[
@@ -247,7 +247,8 @@ def segmentation(
             "published_method": result.method,
             "why": result.method_reason,
             "adjusted_rand_kmeans_vs_ward": round(result.agreement, 4),
-            "ward_tree_customers": len(result.tree.sample),
+            "ward_tree_leaves": result.tree.leaves,
+            "ward_tree_exact": result.tree.exact,
             "comparison": markdown_table(result.comparison.round(4)),
             "clusters_by_rfm_segment": markdown_table(by_rfm),
             "dendrogram": tree,
@@ -274,7 +275,7 @@ def segmentation(
     deps=["customer_segments"],
     group_name="marts",
     kinds={"duckdb", "pandas"},
-    code_version="2",
+    code_version="3",
     pool=WAREHOUSE_POOL,
 )
 def segment_profiles(warehouse: DuckDBResource) -> dg.MaterializeResult:

@@ -101,7 +101,7 @@ def staged_transactions(config: CleaningConfig, warehouse: DuckDBResource):
 
 
 @dg.asset(
-    deps=["clean_transactions"], group_name="staging", kinds={"duckdb"}, code_version="1", pool=WAREHOUSE_POOL
+    deps=["clean_transactions"], group_name="staging", kinds={"duckdb"}, code_version="2", pool=WAREHOUSE_POOL
 )
 def customers(warehouse: DuckDBResource) -> dg.MaterializeResult:
     """One row per customer: the demographics the source has (age, gender, country) and first/last seen."""
