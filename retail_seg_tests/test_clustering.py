@@ -153,6 +153,21 @@ def test_segment_is_deterministic_for_a_seed():
     pd.testing.assert_frame_equal(first.k_table, second.k_table)
 
 
+def test_a_tiny_ward_limit_still_cuts_every_k(three):
+    data, x = three
+    result = segment(x, data["monetary"].to_numpy(), range(2, 11), seed=1, ward_max_points=3)
+    assert result.tree.leaves == len(x)  # fewer customers than micro-clusters: one each, not three
+    assert sorted(result.k_table.loc[result.k_table["method"] == "ward", "k"]) == list(range(2, 11))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # K-Means says the same
+def test_fewer_distinct_profiles_than_k_is_a_clear_error():
+    x = np.repeat(np.eye(3), 40, axis=0)  # 120 customers, three distinct profiles
+    words = r"Ward cannot form k = \d clusters: the 120 customers have only 3 distinct profiles"
+    with pytest.raises(ValueError, match=words):
+        segment(x, np.ones(len(x)), range(4, 6), seed=0, ward_max_points=10)
+
+
 def test_too_few_customers_is_a_clear_error():
     with pytest.raises(ValueError, match="at least 3 customers, got 2"):
         segment(np.zeros((2, 3)), np.ones(2), range(2, 11), seed=0)

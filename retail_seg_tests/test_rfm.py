@@ -3,7 +3,7 @@
 import duckdb
 import pytest
 
-from retail_seg.core.rfm import SEGMENT_MAP, quintile_sql, rfm_segment, segment_sql
+from retail_seg.core.rfm import SEGMENT_MAP, quintile_scores_sql, rfm_segment, segment_sql
 
 # Row r (recency score 5 first), column f (frequency score 1..5): the published map, cell by cell.
 EXPECTED = {
@@ -44,7 +44,8 @@ def _scores(values, higher_is_better=True):
     conn = duckdb.connect()
     conn.execute("CREATE TABLE t (v DOUBLE)")
     conn.executemany("INSERT INTO t VALUES (?)", [[v] for v in values])
-    rows = conn.execute(f"SELECT v, {quintile_sql('v', higher_is_better)} FROM t ORDER BY v").fetchall()
+    scores = quintile_scores_sql("t", "v", higher_is_better)
+    rows = conn.execute(f"SELECT v, score FROM t JOIN ({scores}) USING (v) ORDER BY v").fetchall()
     return [score for _, score in rows]
 
 

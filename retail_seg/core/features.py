@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from retail_seg.core.rfm import quintile_sql, segment_sql
+from retail_seg.core.rfm import quintile_scores_sql, segment_sql
 from retail_seg.core.warehouse import CUSTOMER_FEATURES, STAGING_TRANSACTIONS, build_candidate
 
 RFM_COLUMNS = ("recency_days", "frequency", "monetary")
@@ -27,18 +27,16 @@ _AS_OF_SQL = f"""
 # One pass over the lines, grouped by invoice and then by customer; the features and the count of
 # customers left out both read it. Each feature derives from these sums, so the build costs about one
 # bare RFM query: invoices first makes frequency a plain count, where count(DISTINCT invoice_no) made
-# DuckDB buffer every line, and counts needing a distinct set per customer (products bought) belong to
-# `staging.customers`.
+# DuckDB buffer every line, and counts needing a distinct set per customer (products bought) are left
+# to where they are shown. Returns are what was bought less the net.
 _PER_CUSTOMER_SQL = f"""
     WITH invoices AS (
         SELECT
             customer_id,
-            bool_or(NOT is_return) AS bought,
             max(invoice_date) FILTER (WHERE NOT is_return) AS last_purchase,
             min(invoice_date) FILTER (WHERE NOT is_return) AS first_purchase,
             sum(line_total) AS net,
-            sum(line_total) FILTER (WHERE NOT is_return) AS purchased,
-            sum(line_total) FILTER (WHERE is_return) AS returned
+            sum(line_total) FILTER (WHERE NOT is_return) AS purchased
         FROM {STAGING_TRANSACTIONS}
         WHERE invoice_date < $as_of
         GROUP BY customer_id, invoice_no
@@ -47,10 +45,10 @@ _PER_CUSTOMER_SQL = f"""
         customer_id,
         max(last_purchase) AS last_purchase,
         min(first_purchase) AS first_purchase,
-        count(*) FILTER (WHERE bought) AS frequency,
+        count(last_purchase) AS frequency,  -- invoices with a purchase on them
         sum(net) AS monetary,
         sum(purchased) AS purchased,
-        -sum(returned) AS returned,
+        coalesce(sum(purchased), 0) - sum(net) AS returned,
         CAST($as_of AS DATE) AS as_of
     FROM invoices
     GROUP BY customer_id
@@ -69,7 +67,7 @@ _FEATURES_SQL = f"""
             CASE WHEN frequency > 1
                  THEN round(date_diff('minute', first_purchase, last_purchase) / 1440.0 / (frequency - 1), 2)
             END AS mean_days_between,
-            CAST(round(coalesce(returned, 0) / purchased, 4) AS DOUBLE) AS return_rate,
+            CAST(round(returned / purchased, 4) AS DOUBLE) AS return_rate,
             first_purchase,
             last_purchase,
             as_of
@@ -77,12 +75,15 @@ _FEATURES_SQL = f"""
         -- Judged on the published (cent-rounded) value, so no customer is featured with a spend of 0.00.
         WHERE frequency >= 1 AND round(monetary, 2) > 0
     ),
+    r AS ({quintile_scores_sql("featured", "recency_days", higher_is_better=False)}),
+    f AS ({quintile_scores_sql("featured", "frequency")}),
+    m AS ({quintile_scores_sql("featured", "monetary")}),
     scored AS (
-        SELECT *,
-            {quintile_sql("recency_days", higher_is_better=False)} AS r_score,
-            {quintile_sql("frequency")} AS f_score,
-            {quintile_sql("monetary")} AS m_score
+        SELECT featured.*, r.score AS r_score, f.score AS f_score, m.score AS m_score
         FROM featured
+        LEFT JOIN r USING (recency_days)
+        LEFT JOIN f USING (frequency)
+        LEFT JOIN m USING (monetary)
     )
     SELECT *, {segment_sql()} AS rfm_segment
     FROM scored

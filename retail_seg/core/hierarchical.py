@@ -145,7 +145,7 @@ def grow_tree(
     """Ward's tree on every customer up to `max_points`, on `micro` weighted micro-clusters beyond."""
     if len(matrix) <= max_points:
         return WardTree(linkage=linkage(matrix, method="ward"), leaf_of=np.arange(len(matrix)))
-    centroids, sizes, leaf_of = micro_clusters(matrix, min(micro, max_points), seed)
+    centroids, sizes, leaf_of = micro_clusters(matrix, min(micro, len(matrix)), seed)
     return WardTree(linkage=weighted_ward(centroids, sizes), leaf_of=leaf_of)
 
 

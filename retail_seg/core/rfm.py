@@ -56,14 +56,20 @@ def _sql_text(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def quintile_sql(column: str, higher_is_better: bool = True) -> str:
-    """A 1–5 score by rank: equal values always share a score, and any number of customers works.
+def quintile_scores_sql(source: str, column: str, higher_is_better: bool = True) -> str:
+    """A query giving each distinct value of `column` in `source` its 1–5 score by rank.
 
-    Plain NTILE(5) would split a tie (thousands of one-time buyers) across scores at random; here a
-    tied block takes the score of its first position, so quintiles can be uneven but never arbitrary.
+    A value's score is 1 + floor(5 · customers ranked before it / customers), at most 5, so any number
+    of customers works. Plain NTILE(5) would split a tie (thousands of one-time buyers) across scores at
+    random; here customers with equal values share a rank, so a tied block takes the score of its first
+    position and quintiles can be uneven but never arbitrary. Counting per distinct value and summing
+    the counts in order is cheaper than ranking every customer.
     """
     order = "ASC" if higher_is_better else "DESC"
-    return (
-        f"least(5, 1 + CAST(floor(5.0 * (rank() OVER (ORDER BY {column} {order}) - 1) "
-        f"/ count(*) OVER ()) AS INTEGER))"
-    )
+    return f"""
+        SELECT {column},
+               least(5, 1 + CAST(floor(5.0 * (sum(count(*)) OVER (ORDER BY {column} {order}) - count(*))
+                                 / sum(count(*)) OVER ()) AS INTEGER)) AS score
+        FROM {source}
+        GROUP BY {column}
+    """

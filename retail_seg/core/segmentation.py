@@ -67,6 +67,11 @@ def segment(
     kmeans_table, kmeans_labels = sweep_kmeans(matrix, k_values, seed, sample)
     ward_table, ward_labels, tree = sweep_ward(matrix, k_values, seed, ward_max_points, sample)
     chosen_k = find_knee(kmeans_table["k"].to_numpy(), kmeans_table["inertia"].to_numpy())
+    if chosen_k not in ward_labels:
+        raise ValueError(
+            f"Ward cannot form k = {chosen_k} clusters: the {len(matrix):,} customers have only "
+            f"{tree.leaves:,} distinct profiles"
+        )
     k_reason = (
         f"elbow (knee) of K-Means inertia over k = {kmeans_table['k'].min()}..{kmeans_table['k'].max()}"
     )
