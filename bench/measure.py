@@ -3,8 +3,8 @@
     python bench/measure.py METHOD SOURCE [WORKDIR]
 
 Prints a JSON object with the task's wall seconds and what it produced. The parent reads the peak
-resident memory of this process from the operating system. BENCH_MEMORY_LIMIT (default 2GB) is the
-DuckDB memory limit of the project's tasks.
+resident memory of this process from the operating system. BENCH_MEMORY_LIMIT (default 2GB) is
+DuckDB's memory limit in every DuckDB task.
 """
 
 from __future__ import annotations
@@ -16,25 +16,33 @@ import sys
 import time
 from pathlib import Path
 
+MEMORY_LIMIT = os.environ.get("BENCH_MEMORY_LIMIT", "2GB")
+
 # The bare DuckDB query: what the hardware can do for RFM over this file, with nothing else. It computes
 # what the project's features compute for R, F and M -- timestamps parsed, money summed exactly, lines
 # without a customer or a price left out -- and lands the result in a DuckDB file, as the project does.
+# Like the project, it groups by invoice before customer, DuckDB's fastest way to count invoices (a
+# count(DISTINCT) next to other aggregates is 15-25% slower).
 BARE_DUCKDB = """
     CREATE TABLE rfm AS
-    SELECT CustomerID AS customer_id,
-           max(CAST(InvoiceDate AS TIMESTAMP)) FILTER (WHERE Quantity > 0) AS last_purchase,
-           count(DISTINCT InvoiceNo) FILTER (WHERE Quantity > 0) AS frequency,
-           sum(Quantity * CAST(UnitPrice AS DECIMAL(18, 4))) AS monetary
-    FROM read_parquet(?)
-    WHERE CustomerID IS NOT NULL AND UnitPrice > 0
-    GROUP BY CustomerID
+    SELECT customer_id, max(last_purchase) AS last_purchase, count(last_purchase) AS frequency,
+           sum(spend) AS monetary
+    FROM (
+        SELECT CustomerID AS customer_id,
+               max(CAST(InvoiceDate AS TIMESTAMP)) FILTER (WHERE Quantity > 0) AS last_purchase,
+               sum(Quantity * CAST(UnitPrice AS DECIMAL(18, 4))) AS spend
+        FROM read_parquet(?)
+        WHERE CustomerID IS NOT NULL AND UnitPrice > 0
+        GROUP BY CustomerID, InvoiceNo
+    )
+    GROUP BY customer_id
 """
 
 
 def bare_duckdb(source: Path, workdir: Path) -> int:
     import duckdb
 
-    with duckdb.connect(str(workdir / "bare.duckdb")) as conn:
+    with duckdb.connect(str(workdir / "bare.duckdb"), config={"memory_limit": MEMORY_LIMIT}) as conn:
         conn.execute(BARE_DUCKDB, [str(source)])
         return conn.execute("SELECT count(*) FROM rfm").fetchall()[0][0]
 
@@ -45,8 +53,7 @@ WAREHOUSE = "bench.duckdb"
 def _warehouse(workdir: Path):
     import duckdb
 
-    limit = os.environ.get("BENCH_MEMORY_LIMIT", "2GB")
-    return duckdb.connect(str(workdir / WAREHOUSE), config={"memory_limit": limit})
+    return duckdb.connect(str(workdir / WAREHOUSE), config={"memory_limit": MEMORY_LIMIT})
 
 
 def project(source: Path, workdir: Path) -> int:
