@@ -19,7 +19,7 @@ ENGINEERED_COLUMNS = (
 )
 
 # The as-of date defaults to the day after the latest transaction, never the wall clock. It is read
-# first, as one value: joined into the aggregation, it made DuckDB store every line before grouping.
+# first, as one value, so the aggregation below is a plain scan of the lines.
 _AS_OF_SQL = f"""
     SELECT coalesce(CAST($as_of AS DATE), CAST(max(invoice_date) AS DATE) + 1) FROM {STAGING_TRANSACTIONS}
 """
@@ -27,8 +27,8 @@ _AS_OF_SQL = f"""
 # One pass over the lines, grouped by invoice and then by customer; the features and the count of
 # customers left out both read it. Each feature derives from these sums, so the build costs about one
 # bare RFM query: invoices first makes frequency a plain count, where count(DISTINCT invoice_no) made
-# DuckDB buffer every line, and counts needing a distinct set per customer (products bought) are left
-# to where they are shown. Returns are what was bought less the net.
+# DuckDB buffer every line, and counts needing a distinct set per customer (products bought) belong
+# to `staging.customers`. Returns are what was bought less the net.
 _PER_CUSTOMER_SQL = f"""
     WITH invoices AS (
         SELECT

@@ -90,11 +90,12 @@ def weighted_ward(points: np.ndarray, weights: np.ndarray) -> np.ndarray:
     # clusters already merged away.
     d2 = 2 * np.outer(size, size) / np.add.outer(size, size) * cdist(points, points, "sqeuclidean")
     np.fill_diagonal(d2, np.inf)
+    standing = np.ones(n, dtype=bool)
     merged = []  # (slot a, slot b, distance); the merged cluster keeps slot a
     chain: list[int] = []
     while len(merged) < n - 1:
         if not chain:
-            chain.append(int(np.argmin(np.isinf(d2).all(axis=1))))  # any cluster still standing
+            chain.append(int(np.flatnonzero(standing)[0]))
         a = chain[-1]
         b = int(np.argmin(d2[a]))
         if len(chain) > 1 and d2[a, chain[-2]] <= d2[a, b]:
@@ -105,14 +106,14 @@ def weighted_ward(points: np.ndarray, weights: np.ndarray) -> np.ndarray:
         del chain[-2:]
         between = d2[a, b]
         joined = size[a] + size[b]
-        with np.errstate(invalid="ignore"):
-            update = ((size[a] + size) * d2[a] + (size[b] + size) * d2[b] - size * between) / (joined + size)
+        update = ((size[a] + size) * d2[a] + (size[b] + size) * d2[b] - size * between) / (joined + size)
         update[[a, b]] = np.inf
         d2[a, :] = update
         d2[:, a] = update
         d2[b, :] = np.inf
         d2[:, b] = np.inf
         size[a] = joined
+        standing[b] = False
         merged.append((a, b, np.sqrt(between)))
     return _scipy_linkage(n, merged)
 
