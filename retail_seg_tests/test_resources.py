@@ -1,6 +1,20 @@
-"""The warehouse resource bounds DuckDB's memory when told to."""
+"""The warehouse resource bounds DuckDB's memory when told to, and one process holds it at a time."""
+
+import subprocess
+import sys
+import time
 
 from retail_seg.defs.resources import Warehouse
+
+HOLD_SECONDS = 2.0
+_HOLDER = """
+import sys, time
+from retail_seg.defs.resources import Warehouse
+with Warehouse(database=sys.argv[1]).get_connection() as conn:
+    conn.execute("CREATE OR REPLACE TABLE t AS SELECT 1 AS x")
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
 
 
 def test_memory_limit_reaches_duckdb(tmp_path):
@@ -10,3 +24,17 @@ def test_memory_limit_reaches_duckdb(tmp_path):
         default = conn.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
     assert limited == "953.6 MiB"  # DuckDB reports 1 GB in MiB
     assert default != limited
+
+
+def test_a_second_process_waits_for_the_warehouse_instead_of_failing(tmp_path):
+    database = str(tmp_path / "w.duckdb")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, database, str(HOLD_SECONDS)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout.readline().strip() == "held"
+    start = time.monotonic()
+    with Warehouse(database=database).get_connection() as conn:
+        waited = time.monotonic() - start
+        assert conn.execute("SELECT x FROM t").fetchall() == [(1,)]
+    assert holder.wait(timeout=30) == 0
+    assert waited > HOLD_SECONDS / 2  # it queued behind the holder rather than hitting DuckDB's lock error

@@ -1,5 +1,7 @@
 """Resources: where the pipeline reads its source and writes its warehouse and reports."""
 
+import fcntl
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,12 +29,51 @@ class Warehouse(DuckDBResource):
         config = dict(self.connection_config)
         if self.memory_limit:
             config["memory_limit"] = self.memory_limit
-        with DuckDBResource(database=self.database, connection_config=config).get_connection() as conn:
+        duckdb_resource = DuckDBResource(database=self.database, connection_config=config)
+        with _held_alone(self.database), duckdb_resource.get_connection() as conn:
             yield conn
 
 
+HELD = "warehouse held"
+RELEASED = "warehouse released"
+
+
+@contextmanager
+def _held_alone(database: str):
+    """Hold the warehouse alone: an exclusive lock on a file beside it, waited for, never failed on.
+
+    DuckDB lets one process open the file. The `warehouse` pool orders steps, but Dagster's SQLite
+    storage can hand its one slot to two runs that claim it at the same instant; this lock is what
+    makes them take turns, and a step that waits says so in its log.
+    """
+    if database in ("", ":memory:"):
+        yield
+        return
+    path = Path(database).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "a") as handle:
+        start = time.monotonic()
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            _log(f"{HELD} (waited {time.monotonic() - start:.1f} s)")
+            yield
+        finally:
+            _log(RELEASED)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _log(message: str) -> None:
+    """Into the running step's log, where there is one."""
+    try:
+        context = dg.OpExecutionContext.get()
+    except dg.DagsterInvariantViolationError:
+        return
+    context.log.info(message)
+
+
 # DuckDB lets one process hold the warehouse file: every step that opens it shares this pool, whose
-# limit is 1 in the instance's dagster.yaml, so concurrent runs take turns instead of failing on a lock.
+# limit is 1 in the instance's dagster.yaml, so concurrent runs queue their steps; the file lock in
+# `Warehouse.get_connection` makes them take turns even when two claims race.
 WAREHOUSE_POOL = "warehouse"
 
 
