@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from measure import MEMORY_LIMIT  # the one default, shared with the measured tasks
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 RESULTS = BENCH / "results"
@@ -126,7 +128,7 @@ def pipeline(source: Path) -> dict:
         "RETAIL_SEG_WAREHOUSE": str(workdir / "warehouse.duckdb"),
         "RETAIL_SEG_REPORTS": str(workdir / "reports"),
         "RETAIL_SEG_INCOMING": str(workdir / "incoming"),
-        "RETAIL_SEG_MEMORY_LIMIT": os.environ.get("BENCH_MEMORY_LIMIT", "2GB"),
+        "RETAIL_SEG_MEMORY_LIMIT": MEMORY_LIMIT,
         "GX_ANALYTICS_ENABLED": "false",
     }
     result = measured([sys.executable, "-m", "retail_seg", "run"], env=env)

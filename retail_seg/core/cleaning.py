@@ -121,14 +121,21 @@ _TYPED = f"""
     )
 """
 
-# Repeated lines, found without sorting the whole table: a hash of each line's key finds the few keys
-# that occur more than once, and only those lines are compared exactly (a hash collision only adds a
-# line to that comparison). Every copy after the first, in file order, is a duplicate.
-_LINE_HASH = f"hash({', '.join(LINE_KEY)})"
+
+def lines_sharing_a_key_hash_sql(source: str, key: str) -> str:
+    """The lines of `source` whose `key` hashes like another line's: every repeated key, and the odd hash
+    collision, without sorting the whole table. Only these few need comparing value by value. The hash
+    is computed twice rather than kept in a CTE read twice, which DuckDB would store line by line."""
+    return f"""
+        SELECT * FROM {source}
+        WHERE hash({key}) IN (SELECT hash({key}) AS h FROM {source} GROUP BY h HAVING count(*) > 1)
+    """
+
+
+# Repeated lines: every copy after the first, in file order, is a duplicate.
 _DUPLICATES_SQL = f"""
     WITH {_TYPED},
-    repeated AS (SELECT {_LINE_HASH} AS line_hash FROM typed GROUP BY line_hash HAVING count(*) > 1),
-    candidates AS (SELECT * FROM typed WHERE {_LINE_HASH} IN (SELECT line_hash FROM repeated))
+    candidates AS ({lines_sharing_a_key_hash_sql("typed", ", ".join(LINE_KEY))})
     SELECT source_file, source_row
     FROM (
         SELECT source_file, source_row,

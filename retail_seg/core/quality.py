@@ -6,7 +6,7 @@ import datetime as dt
 
 import duckdb
 
-from retail_seg.core.cleaning import PARSED
+from retail_seg.core.cleaning import PARSED, lines_sharing_a_key_hash_sql
 from retail_seg.core.expectations import (
     FINITE_LIMIT,
     ColumnRule,
@@ -91,15 +91,9 @@ def staging_gate(
     refused = row_count(conn, rejected)
     # Staging's columns are the typed forms of cleaning's line key, under their canonical names.
     key = ", ".join(CANONICAL_COLUMNS)
-    # Exact, but cheap: only lines whose key hash occurs twice are compared value by value. The hash is
-    # computed twice rather than kept in a CTE read twice, which DuckDB would materialize line by line.
+    # Exact, but cheap: only lines whose key hash repeats are compared value by value.
     repeated = conn.execute(
-        f"""
-        WITH shared AS (SELECT hash({key}) AS line_hash FROM {table} GROUP BY line_hash HAVING count(*) > 1)
-        SELECT count(*) - count(DISTINCT ({key}))
-        FROM {table}
-        WHERE hash({key}) IN (SELECT line_hash FROM shared)
-        """
+        f"SELECT count(*) - count(DISTINCT ({key})) FROM ({lines_sharing_a_key_hash_sql(table, key)})"
     ).fetchall()[0][0]
     first, last = conn.execute(f"SELECT min(invoice_date), max(invoice_date) FROM {table}").fetchall()[0]
     share = refused / (clean + refused) if clean + refused else 0.0
