@@ -1,24 +1,22 @@
 # Every target creates or reuses the project's own virtual environment; nothing relies on a hand install.
+# The pipeline's settings have their defaults in retail_seg/settings.py; set RETAIL_SEG_* to override.
 PYTHON ?= python3.11
 VENV := .venv
 PORT ?= 3000
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-# Where the pipeline reads and writes. Override any of them on the command line or in the environment.
+# The Dagster instance `make` uses (runs, lineage, schedules), unless DAGSTER_HOME says otherwise.
 export DAGSTER_HOME ?= $(CURDIR)/data/.dagster
-export RETAIL_SEG_WAREHOUSE ?= $(CURDIR)/data/warehouse.duckdb
-export RETAIL_SEG_REPORTS ?= $(CURDIR)/data/reports
-export RETAIL_SEG_INCOMING ?= $(CURDIR)/data/incoming
-export RETAIL_SEG_MEMORY_LIMIT ?= 2GB
-DEFAULT_SOURCE := $(CURDIR)/data/synthetic/transactions.csv
-export RETAIL_SEG_SOURCE ?= $(DEFAULT_SOURCE)
 export GX_ANALYTICS_ENABLED := false
+DEFAULT_SOURCE := $(CURDIR)/data/synthetic/transactions.csv
+# The default data is made again only when its generator changes, and only when it is the source.
+SOURCE_DATA := $(if $(RETAIL_SEG_SOURCE),,$(DEFAULT_SOURCE))
 
 .PHONY: run test ui lint format bench clean
 SIZES ?= 1000000 10000000
 
-run: $(STAMP) $(if $(filter $(DEFAULT_SOURCE),$(RETAIL_SEG_SOURCE)),$(DEFAULT_SOURCE)) $(DAGSTER_HOME)/dagster.yaml
+run: $(STAMP) $(SOURCE_DATA) $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m retail_seg run
 
 test: $(STAMP)
@@ -26,15 +24,14 @@ test: $(STAMP)
 	$(VENV)/bin/ruff format --check retail_seg retail_seg_tests bench
 	$(VENV)/bin/pytest
 
-ui: $(STAMP) $(if $(filter $(DEFAULT_SOURCE),$(RETAIL_SEG_SOURCE)),$(DEFAULT_SOURCE)) $(DAGSTER_HOME)/dagster.yaml
-	mkdir -p $(RETAIL_SEG_INCOMING)
-	$(VENV)/bin/dagster dev -h 127.0.0.1 -p $(PORT) -w workspace.yaml
+# dg runs inside the project's environment, so it finds the same packages as the runs it launches.
+ui: $(STAMP) $(SOURCE_DATA) $(DAGSTER_HOME)/dagster.yaml
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/dg dev -h 127.0.0.1 -p $(PORT)
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix retail_seg retail_seg_tests bench
 	$(VENV)/bin/ruff format retail_seg retail_seg_tests bench
 
-# The default data: regenerated only when the generator changes.
 $(DEFAULT_SOURCE): retail_seg/core/synthetic.py | $(STAMP)
 	$(PY) -m retail_seg synthesize --out $(dir $@)
 
@@ -53,4 +50,4 @@ bench: $(STAMP)
 	$(PY) bench/run.py --sizes $(SIZES)
 
 clean:
-	rm -rf data/warehouse.duckdb data/warehouse.duckdb.wal data/reports data/synthetic data/.dagster
+	rm -rf data/warehouse.duckdb data/warehouse.duckdb.wal data/warehouse.duckdb.lock data/reports data/synthetic data/.dagster

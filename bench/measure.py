@@ -63,12 +63,8 @@ def project(source: Path, workdir: Path) -> int:
     from retail_seg.core.cleaning import clean_transactions
     from retail_seg.core.features import build_customer_features
     from retail_seg.core.sources import load_raw
-    from retail_seg.core.warehouse import (
-        RAW_TRANSACTIONS,
-        REJECTED_ROWS,
-        STAGING_TRANSACTIONS,
-        publish,
-    )
+    from retail_seg.core.tables import RAW_TRANSACTIONS, REJECTED_ROWS, STAGING_TRANSACTIONS
+    from retail_seg.core.warehouse import publish
 
     with _warehouse(workdir) as conn:
         load_raw(conn, source, load_id="bench")

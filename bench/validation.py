@@ -18,13 +18,8 @@ from retail_seg.core.cleaning import clean_transactions
 from retail_seg.core.expectations import gx_context
 from retail_seg.core.features import build_customer_features
 from retail_seg.core.sources import load_raw
-from retail_seg.core.warehouse import (
-    CUSTOMER_FEATURES,
-    RAW_TRANSACTIONS,
-    REJECTED_ROWS,
-    STAGING_TRANSACTIONS,
-    publish,
-)
+from retail_seg.core.tables import CUSTOMER_FEATURES, RAW_TRANSACTIONS, REJECTED_ROWS, STAGING_TRANSACTIONS
+from retail_seg.core.warehouse import publish
 
 
 def timed(action):

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
+
+from retail_seg import settings
 
 
 def _synthesize(args: argparse.Namespace) -> int:
@@ -14,6 +17,16 @@ def _synthesize(args: argparse.Namespace) -> int:
     transactions, planted = write_synthetic(Path(args.out), customers=args.customers, seed=args.seed)
     print(f"wrote {transactions} and {planted}")
     return 0
+
+
+def _instance_home() -> Path:
+    """$DAGSTER_HOME, or the project's `data/.dagster` with its instance settings, made on first use."""
+    home = Path(settings.DAGSTER_HOME.value())
+    os.environ[settings.DAGSTER_HOME.variable] = str(home)
+    if not (home / "dagster.yaml").exists():
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.copy(settings.INSTANCE_SETTINGS, home / "dagster.yaml")
+    return home
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -25,6 +38,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.as_of:
         run_config["ops"] = {"customer_features": {"config": {"as_of": args.as_of}}}
     job = build_definitions().resolve_job_def(segmentation_job.name)
+    _instance_home()
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
     materialized = sorted(
@@ -39,7 +53,7 @@ def _run(args: argparse.Namespace) -> int:
                 reason = failure.user_failure_data.description if failure.user_failure_data else None
                 print(f"step {event.step_key} failed: {reason or failure.error.message.strip()}")
         return 1
-    report = Path(os.environ["RETAIL_SEG_REPORTS"]) / "index.html"
+    report = Path(settings.REPORTS.value()) / "index.html"
     print(f"report: {report}")
     return 0
 
@@ -50,7 +64,7 @@ def _audit_customer(args: argparse.Namespace) -> int:
 
     from retail_seg.core.audit import NoHistoryError, customer_history
 
-    warehouse = Path(args.warehouse or os.environ.get("RETAIL_SEG_WAREHOUSE", "data/warehouse.duckdb"))
+    warehouse = Path(args.warehouse or settings.WAREHOUSE.value())
     if not warehouse.is_file():
         print(f"{warehouse}: no warehouse here; run the pipeline first (make run)", file=sys.stderr)
         return 2
@@ -74,12 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     synthesize = commands.add_parser("synthesize", help="write the seeded default data set")
-    synthesize.add_argument("--out", default="data/synthetic", help="output folder")
+    synthesize.add_argument("--out", default=str(settings.DEFAULT_SOURCE.parent), help="output folder")
     synthesize.add_argument("--customers", type=int, default=5000)
     synthesize.add_argument("--seed", type=int, default=20251201)
     synthesize.set_defaults(handler=_synthesize)
 
-    run = commands.add_parser("run", help="materialize every asset (needs the RETAIL_SEG_* variables)")
+    run = commands.add_parser("run", help="materialize every asset (settings: the RETAIL_SEG_* variables)")
     run.add_argument("--as-of", help="measure features at this ISO date instead of after the latest line")
     run.set_defaults(handler=_run)
 

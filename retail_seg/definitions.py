@@ -1,9 +1,8 @@
 """The one Definitions object: every asset, the job over them all, the schedule, the sensor, the resources."""
 
-import os
-
 import dagster as dg
 
+from retail_seg import settings
 from retail_seg.defs import audit, eda, ingest, marts, reports, staging
 from retail_seg.defs.automation import landing_sensor, nightly_schedule
 from retail_seg.defs.resources import production_resources
@@ -44,5 +43,6 @@ def build_definitions(timezone: str = "UTC") -> dg.Definitions:
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    """Loaded by `dagster dev` and the CLI; the schedule's timezone comes from RETAIL_SEG_TIMEZONE."""
-    return build_definitions(timezone=os.environ.get("RETAIL_SEG_TIMEZONE", "UTC"))
+    """Loaded by `dg dev`, the dagster CLI and `python -m retail_seg`; the schedule's timezone comes from
+    RETAIL_SEG_TIMEZONE."""
+    return build_definitions(timezone=settings.TIMEZONE.value())

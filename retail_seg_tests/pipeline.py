@@ -6,10 +6,9 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-from dagster_duckdb import DuckDBResource
 
 from retail_seg.definitions import ASSETS
-from retail_seg.defs.resources import ReportsFolder, SourceFile
+from retail_seg.defs.resources import ReportsFolder, SourceFile, Warehouse
 
 # Every asset of the graph, named here rather than read from the definitions so a lost asset fails.
 ALL_ASSETS = {
@@ -34,7 +33,7 @@ def materialize_all(source: Path, workdir: Path, run_config: dict | None = None)
     """Materialize every asset on `source`, writing under `workdir`."""
     resources = {
         "source": SourceFile(path=str(source)),
-        "warehouse": DuckDBResource(database=str(workdir / "warehouse.duckdb")),
+        "warehouse": Warehouse(database=str(workdir / "warehouse.duckdb")),
         "reports": ReportsFolder(path=str(workdir / "reports")),
     }
     return dg.materialize(ASSETS, resources=resources, run_config=run_config, raise_on_error=False)

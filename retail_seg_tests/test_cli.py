@@ -29,7 +29,7 @@ def test_missing_column_exits_non_zero_names_it_and_changes_nothing(monkeypatch,
     assert main(["run"]) == 0
     assert "report: " in capsys.readouterr().out
     before = _checksums(tmp_path)
-    assert len(before) == 17  # every table of raw, staging, marts and audit, and the history view
+    assert len(before) == 19  # every table of raw, staging, marts, reports and audit, and the history view
 
     broken = tmp_path / "data" / "broken.csv"
     lines = source.read_text().splitlines()

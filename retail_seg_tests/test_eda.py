@@ -16,7 +16,7 @@ from retail_seg.core.eda import (
     spend_by_month,
     summarize_numeric,
 )
-from retail_seg.core.warehouse import Table
+from retail_seg.core.tables import Table
 
 SAMPLE = Table("eda", "sample")
 FEATURES = Table("eda", "features")

@@ -9,15 +9,14 @@ from retail_seg.core.cleaning import build_customers, clean_transactions
 from retail_seg.core.features import build_customer_features
 from retail_seg.core.rfm import rfm_segment
 from retail_seg.core.sources import load_raw
-from retail_seg.core.warehouse import (
+from retail_seg.core.tables import (
     CUSTOMER_FEATURES,
     CUSTOMERS,
     RAW_TRANSACTIONS,
     REJECTED_ROWS,
     STAGING_TRANSACTIONS,
-    publish,
-    read_table,
 )
+from retail_seg.core.warehouse import publish, read_table
 from retail_seg_tests.conftest import canonical_row
 
 ROWS = [

@@ -8,14 +8,8 @@ from openpyxl import Workbook
 
 from retail_seg.core.cleaning import build_customers, clean_transactions
 from retail_seg.core.sources import SourceFormatError, load_raw
-from retail_seg.core.warehouse import (
-    CUSTOMERS,
-    RAW_TRANSACTIONS,
-    REJECTED_ROWS,
-    STAGING_TRANSACTIONS,
-    publish,
-    read_table,
-)
+from retail_seg.core.tables import CUSTOMERS, RAW_TRANSACTIONS, REJECTED_ROWS, STAGING_TRANSACTIONS
+from retail_seg.core.warehouse import publish, read_table
 from retail_seg_tests.conftest import real_file
 
 LINES = pd.DataFrame(

@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 
 from retail_seg.core.quality import features_gate, segments_gate, staging_gate
-from retail_seg.core.warehouse import Table
+from retail_seg.core.tables import Table
 
 FEATURES = Table("marts", "f")
 SEGMENTS = Table("marts", "s")

@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from retail_seg.core.sources import CANONICAL_COLUMNS, SourceFormatError, load_raw
-from retail_seg.core.warehouse import RAW_TRANSACTIONS, publish, read_table
+from retail_seg.core.tables import RAW_TRANSACTIONS
+from retail_seg.core.warehouse import publish, read_table
 from retail_seg_tests.conftest import write_csv
 
 UCI_HEADER = [

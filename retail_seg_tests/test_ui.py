@@ -1,5 +1,6 @@
-"""The UI, for real: `dagster dev` serves, a run launched through its GraphQL API materializes every asset
-and records every gate, the asset graph renders in a browser, and the server stops cleanly."""
+"""The UI, for real: `dg dev` (what `make ui` runs) serves, a run launched through its GraphQL API
+materializes every asset and records every gate, the asset graph renders in a browser, and the server
+stops cleanly."""
 
 import json
 import os
@@ -36,19 +37,13 @@ class Server:
         source, _ = write_synthetic(workdir / "source", customers=300, seed=6)
         self.port = free_port()
         self.log = (workdir / "dagster_dev.log").open("w")
+        # What `make ui` runs: dg dev inside the project's environment, on loopback.
+        env = {**project_environment(workdir, source), "VIRTUAL_ENV": str(VENV_BIN.parent)}
+        env["PATH"] = f"{VENV_BIN}{os.pathsep}{env['PATH']}"
         self.process = subprocess.Popen(
-            [
-                str(VENV_BIN / "dagster"),
-                "dev",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-w",
-                "workspace.yaml",
-            ],
+            [str(VENV_BIN / "dg"), "dev", "-h", "127.0.0.1", "-p", str(self.port)],
             cwd=REPO,
-            env=project_environment(workdir, source),
+            env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own session, so anything it leaves behind can be found
@@ -83,14 +78,25 @@ class Server:
         try:
             self.process.wait(timeout=60)
         finally:
-            deadline = time.monotonic() + 30
+            # A code server whose parent went away stops at its heartbeat timeout (45 s) at the latest.
+            deadline = time.monotonic() + 60
             while session_processes(self.process.pid) and time.monotonic() < deadline:
                 time.sleep(0.5)
-            leftovers = session_processes(self.process.pid)
+            leftovers = [_command_line(pid) for pid in session_processes(self.process.pid)]
             if leftovers:
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.log.close()
         return leftovers
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return (
+            f"{pid}: "
+            + (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+        )
+    except OSError:
+        return f"{pid}: (gone)"
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +117,7 @@ def launched(server):
         "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"
     )
     [repository] = location["repositoriesOrError"]["nodes"]
+    assert repository["location"]["name"] == "retail_seg"  # the one code-location name, as pyproject says
     launch = server.graphql(
         """mutation Launch($params: ExecutionParams!) {
              launchRun(executionParams: $params) {

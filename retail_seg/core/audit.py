@@ -14,21 +14,43 @@ import duckdb
 import pandas as pd
 
 from retail_seg.core.cleaning import rejected_by_rule
-from retail_seg.core.warehouse import (
+from retail_seg.core.tables import (
+    AUDIT_RUNS,
     CUSTOMER_FEATURES,
+    CUSTOMER_HISTORY,
     CUSTOMER_SEGMENTS,
+    CUSTOMERS,
+    EDA_SUMMARY,
+    K_SELECTION,
     METHOD_COMPARISON,
+    MODEL_FEATURES,
+    PREPROCESSING_STEPS,
+    RAW_LOADS,
+    RAW_TRANSACTIONS,
+    REJECTED_ROWS,
+    SEGMENT_HISTORY,
     SEGMENT_PROFILES,
-    Table,
-    ensure_schemas,
-    published_tables,
-    row_count,
+    STAGING_TRANSACTIONS,
 )
+from retail_seg.core.warehouse import ensure_schemas, row_count, transaction
 
-AUDIT_RUNS = Table("audit", "runs")
-SEGMENT_HISTORY = Table("audit", "segment_history")
-CUSTOMER_HISTORY = Table("audit", "customer_history")
 HIGH_VALUE = "high-value"
+# The tables a run has published by the time it is recorded, whose row counts the record keeps.
+RECORDED_TABLES = (
+    RAW_TRANSACTIONS,
+    RAW_LOADS,
+    STAGING_TRANSACTIONS,
+    REJECTED_ROWS,
+    CUSTOMERS,
+    CUSTOMER_FEATURES,
+    EDA_SUMMARY,
+    MODEL_FEATURES,
+    PREPROCESSING_STEPS,
+    K_SELECTION,
+    METHOD_COMPARISON,
+    CUSTOMER_SEGMENTS,
+    SEGMENT_PROFILES,
+)
 
 _CREATE = (
     f"""CREATE TABLE IF NOT EXISTS {AUDIT_RUNS} (
@@ -90,6 +112,32 @@ def ensure_audit_tables(conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute(statement)
 
 
+def run_record(
+    conn: duckdb.DuckDBPyConnection,
+    run_id: str,
+    recorded_at: dt.datetime,
+    parameters: dict,
+    code_versions: dict[str, str | None],
+) -> RunRecord:
+    """What the warehouse says about the run that published it: its source, row counts, rejections and
+    the models' metrics, with the run's parameters and code versions."""
+    row_counts, rejected, metrics = published_facts(conn)
+    [(source, digest)] = conn.execute(
+        f"SELECT any_value(source), any_value(source_sha256) FROM {RAW_LOADS}"
+    ).fetchall()
+    return RunRecord(
+        run_id=run_id,
+        recorded_at=recorded_at,
+        source_file=source,
+        source_sha256=digest,
+        row_counts=row_counts,
+        rejected_by_rule=rejected,
+        parameters=parameters,
+        metrics=metrics,
+        code_versions=code_versions,
+    )
+
+
 def record_run(conn: duckdb.DuckDBPyConnection, run: RunRecord) -> int:
     """Write the run and every customer's segment in it, in one transaction; return the customers recorded.
 
@@ -97,8 +145,7 @@ def record_run(conn: duckdb.DuckDBPyConnection, run: RunRecord) -> int:
     what the run published.
     """
     ensure_audit_tables(conn)
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         conn.execute(f"DELETE FROM {SEGMENT_HISTORY} WHERE run_id = ?", [run.run_id])
         conn.execute(f"DELETE FROM {AUDIT_RUNS} WHERE run_id = ?", [run.run_id])
         as_of = conn.execute(f"SELECT max(as_of) FROM {CUSTOMER_FEATURES}").fetchall()[0][0]
@@ -131,10 +178,6 @@ def record_run(conn: duckdb.DuckDBPyConnection, run: RunRecord) -> int:
         recorded = conn.execute(
             f"SELECT count(*) FROM {SEGMENT_HISTORY} WHERE run_id = ?", [run.run_id]
         ).fetchall()[0][0]
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
     return recorded
 
 
@@ -231,10 +274,9 @@ def customer_history(conn: duckdb.DuckDBPyConnection, customer_id: str) -> pd.Da
 
 
 def published_facts(conn: duckdb.DuckDBPyConnection) -> tuple[dict[str, int], dict[str, int], dict]:
-    """Row counts of every published table, rejected lines per rule, and the published model's metrics."""
-    counts = {
-        str(table): row_count(conn, table) for table in published_tables(conn) if table.schema != "audit"
-    }
+    """Row counts of every table a run publishes before it is recorded, rejected lines per rule, and the
+    published model's metrics."""
+    counts = {str(table): row_count(conn, table) for table in RECORDED_TABLES}
     rejected = dict(rejected_by_rule(conn).itertuples(index=False, name=None))
     comparison = conn.execute(f"SELECT * EXCLUDE (reason) FROM {METHOD_COMPARISON} ORDER BY method").df()
     metrics = {

@@ -9,32 +9,11 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from retail_seg.core.formats import RAW_COLUMNS, UCI_CODED_FORMATS
-from retail_seg.core.warehouse import (
-    CUSTOMERS,
-    RAW_TRANSACTIONS,
-    REJECTED_ROWS,
-    STAGING_TRANSACTIONS,
-    build_candidate,
-)
+from retail_seg.core.tables import CUSTOMERS, RAW_TRANSACTIONS, REJECTED_ROWS, STAGING_TRANSACTIONS
+from retail_seg.core.warehouse import build_candidate, row_count
 
 if TYPE_CHECKING:  # pandas loads only where a frame is made, not for the SQL
     import pandas as pd
-
-# Each rejected row carries the first rule it breaks, in this order. The text is what a reader sees.
-REJECTION_RULES = {
-    "missing_customer_id": "no customer id, so the line cannot be attributed to a customer",
-    "unparseable_invoice_date": "invoice date is not a date",
-    "invoice_date_out_of_range": "invoice date before the earliest plausible date or after the run date",
-    "quantity_not_a_number": "quantity is not a number",
-    "unit_price_not_a_number": "unit price is not a number",
-    "bad_debt_adjustment": "an accounting adjustment (A-prefixed invoice), not a sale",
-    "non_product_line": "postage, fees, discounts, manual entries, samples or vouchers, not a product sold",
-    "zero_quantity": "quantity is zero",
-    "fractional_quantity": "quantity is not a whole number",
-    "non_positive_unit_price": "unit price is zero or negative",
-    "absurd_quantity": "quantity beyond the plausible maximum (in either direction)",
-    "duplicate_line": "repeats an earlier line: same invoice, product, quantity, price, date and customer",
-}
 
 # Stock codes of lines that are not products, as the UCI exports write them (upper-cased), and the
 # prefixes of voucher and marketplace codes: postage is not what a customer buys, and a manual
@@ -112,6 +91,74 @@ LINE_KEY = (
     "trim(country)",
 )
 
+
+@dataclass(frozen=True)
+class RejectionRule:
+    """A reason to refuse a line: its name, the words a reader sees, and the SQL predicate that applies it.
+
+    The predicate reads the typed line (the `PARSED` columns beside the raw text) and the bound
+    parameters of `clean_transactions`.
+    """
+
+    name: str
+    words: str
+    predicate: str
+
+
+# Each rejected line carries the first rule it breaks, in this order: the wording and the SQL CASE that
+# applies the rules are both generated from this one table.
+REJECTION_RULES = (
+    RejectionRule(
+        "missing_customer_id",
+        "no customer id, so the line cannot be attributed to a customer",
+        "customer_key IS NULL",
+    ),
+    RejectionRule("unparseable_invoice_date", "invoice date is not a date", "invoice_ts IS NULL"),
+    RejectionRule(
+        "invoice_date_out_of_range",
+        "invoice date before the earliest plausible date or after the run date",
+        "invoice_ts < $earliest OR invoice_ts >= $latest",
+    ),
+    RejectionRule(
+        "quantity_not_a_number", "quantity is not a number", "quantity_num IS NULL OR isnan(quantity_num)"
+    ),
+    RejectionRule("unit_price_not_a_number", "unit price is not a number", "unit_price_exact IS NULL"),
+    RejectionRule(
+        "bad_debt_adjustment",
+        "an accounting adjustment (A-prefixed invoice), not a sale",
+        "list_contains($uci_formats, source_format) AND upper(trim(invoice_no)) LIKE 'A%'",
+    ),
+    RejectionRule(
+        "non_product_line",
+        "postage, fees, discounts, manual entries, samples or vouchers, not a product sold",
+        "list_contains($uci_formats, source_format) AND (list_contains($non_product_codes, "
+        "upper(trim(stock_code))) OR regexp_matches(upper(trim(stock_code)), $non_product_prefixes))",
+    ),
+    RejectionRule("zero_quantity", "quantity is zero", "quantity_num = 0"),
+    RejectionRule(
+        "fractional_quantity", "quantity is not a whole number", "quantity_num <> round(quantity_num)"
+    ),
+    RejectionRule("non_positive_unit_price", "unit price is zero or negative", "unit_price_exact <= 0"),
+    RejectionRule(
+        "absurd_quantity",
+        "quantity beyond the plausible maximum (in either direction)",
+        "abs(quantity_num) > $max_abs_quantity",
+    ),
+    RejectionRule(
+        "duplicate_line",
+        "repeats an earlier line: same invoice, product, quantity, price, date and customer",
+        "d.source_row IS NOT NULL",
+    ),
+)
+RULE_WORDS = {rule.name: rule.words for rule in REJECTION_RULES}
+
+
+def _first_rule_broken_sql() -> str:
+    """The name of the first rule a line breaks, or NULL for a clean line."""
+    cases = "\n".join(f"WHEN {rule.predicate} THEN '{rule.name}'" for rule in REJECTION_RULES)
+    return f"CASE {cases} END"
+
+
 # NOT MATERIALIZED: DuckDB would otherwise store every typed line of a CTE read more than once, which
 # at ten million lines doubled the cleaning's time and its memory.
 _TYPED = f"""
@@ -149,24 +196,7 @@ _JUDGED = f"""
     {_TYPED},
     judged AS (
         SELECT typed.*,
-            CASE
-                WHEN customer_key IS NULL THEN 'missing_customer_id'
-                WHEN invoice_ts IS NULL THEN 'unparseable_invoice_date'
-                WHEN invoice_ts < $earliest OR invoice_ts >= $latest THEN 'invoice_date_out_of_range'
-                WHEN quantity_num IS NULL OR isnan(quantity_num) THEN 'quantity_not_a_number'
-                WHEN unit_price_exact IS NULL THEN 'unit_price_not_a_number'
-                WHEN list_contains($uci_formats, source_format) AND upper(trim(invoice_no)) LIKE 'A%'
-                    THEN 'bad_debt_adjustment'
-                WHEN list_contains($uci_formats, source_format)
-                  AND (list_contains($non_product_codes, upper(trim(stock_code)))
-                       OR regexp_matches(upper(trim(stock_code)), $non_product_prefixes))
-                    THEN 'non_product_line'
-                WHEN quantity_num = 0 THEN 'zero_quantity'
-                WHEN quantity_num <> round(quantity_num) THEN 'fractional_quantity'
-                WHEN unit_price_exact <= 0 THEN 'non_positive_unit_price'
-                WHEN abs(quantity_num) > $max_abs_quantity THEN 'absurd_quantity'
-                WHEN d.source_row IS NOT NULL THEN 'duplicate_line'
-            END AS rule
+            {_first_rule_broken_sql()} AS rule
         FROM typed LEFT JOIN _duplicates d USING (source_file, source_row)
     )
 """
@@ -242,7 +272,7 @@ def clean_transactions(
             f"SELECT rule, count(*) FROM {REJECTED_ROWS.candidate} GROUP BY rule ORDER BY rule"
         ).fetchall()
     )
-    clean = conn.execute(f"SELECT count(*) FROM {STAGING_TRANSACTIONS.candidate}").fetchall()[0][0]
+    clean = row_count(conn, STAGING_TRANSACTIONS.candidate)
     return CleaningResult(clean_rows=clean, rejected_by_rule=by_rule)
 
 

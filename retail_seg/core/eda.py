@@ -5,11 +5,15 @@ Every function returns a small aggregated frame; transaction-grain tables never 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import NamedTuple
+
 import duckdb
 import numpy as np
 import pandas as pd
 
-from retail_seg.core.warehouse import Table
+from retail_seg.core.features import ENGINEERED_COLUMNS, RFM_COLUMNS
+from retail_seg.core.tables import CUSTOMER_FEATURES, CUSTOMERS, STAGING_TRANSACTIONS, Table
 
 STATISTICS = (
     "count",
@@ -231,3 +235,66 @@ def spend_by_demographics(conn: duckdb.DuckDBPyConnection, features: Table, cust
 def spend_by_month(conn: duckdb.DuckDBPyConnection, transactions: Table) -> pd.DataFrame:
     """Net revenue, purchase invoices and active customers per calendar month."""
     return conn.execute(_MONTHLY_SQL.format(transactions=transactions)).df()
+
+
+TRANSACTION_VARIABLES = ("quantity", "unit_price", "line_total")
+CUSTOMER_VARIABLES = (*RFM_COLUMNS, *ENGINEERED_COLUMNS)
+
+
+class Distribution(NamedTuple):
+    """A histogram to draw: its panel title (with the unit), the column and whether its axis is logged."""
+
+    label: str
+    table: Table
+    column: str
+    log: bool
+    where: str | None = None
+
+
+# The distributions a reader looks at first.
+DISTRIBUTIONS = (
+    Distribution("quantity per sale line", STAGING_TRANSACTIONS, "quantity", True, "NOT is_return"),
+    Distribution("unit price", STAGING_TRANSACTIONS, "unit_price", True),
+    Distribution("sale line total", STAGING_TRANSACTIONS, "line_total", True, "NOT is_return"),
+    Distribution("recency (days)", CUSTOMER_FEATURES, "recency_days", False),
+    Distribution("frequency (invoices)", CUSTOMER_FEATURES, "frequency", True),
+    Distribution("net spend per customer", CUSTOMER_FEATURES, "monetary", True),
+)
+
+
+@dataclass(frozen=True)
+class Exploration:
+    """The EDA of the published lines and customers: statistics, histograms, demographics, months."""
+
+    summary: pd.DataFrame
+    histograms: dict[str, pd.DataFrame]
+    demographics: pd.DataFrame
+    monthly: pd.DataFrame
+
+    def wide_summary(self) -> pd.DataFrame:
+        """One row per (grain, variable), one column per statistic."""
+        wide = self.summary.pivot_table(
+            index=["grain", "variable"], columns="statistic", values="value", sort=False
+        )
+        return wide.reset_index()
+
+
+def explore(conn: duckdb.DuckDBPyConnection) -> Exploration:
+    """Summary statistics of every numeric variable, the key distributions, spend by age band and gender,
+    and spend per month, each aggregated inside DuckDB."""
+    summary = pd.concat(
+        [
+            summarize_numeric(conn, STAGING_TRANSACTIONS, TRANSACTION_VARIABLES, "transaction"),
+            summarize_numeric(conn, CUSTOMER_FEATURES, CUSTOMER_VARIABLES, "customer"),
+            summarize_numeric(conn, CUSTOMERS, ("distinct_products", "age"), "customer"),
+        ],
+        ignore_index=True,
+    )
+    return Exploration(
+        summary=summary,
+        histograms={
+            d.label: histogram(conn, d.table, d.column, log=d.log, where=d.where) for d in DISTRIBUTIONS
+        },
+        demographics=spend_by_demographics(conn, CUSTOMER_FEATURES, CUSTOMERS),
+        monthly=spend_by_month(conn, STAGING_TRANSACTIONS),
+    )

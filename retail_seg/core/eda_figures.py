@@ -8,7 +8,8 @@ import pandas as pd
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
-from retail_seg.core.eda import AGE_BANDS
+from retail_seg.core.eda import AGE_BANDS, DISTRIBUTIONS, UNKNOWN, Exploration
+from retail_seg.core.figures import Captioned, rfm_heatmap
 
 # The first two colours of the segment figures, so every report figure shares one look.
 _PRIMARY = "#1b9e77"
@@ -96,3 +97,28 @@ def monthly_revenue(table: pd.DataFrame) -> Figure:
     ax.legend(handles=handles, loc="upper left")
     ax.set_title("Net revenue and active customers per month")
     return fig
+
+
+def eda_figures(exploration: Exploration, features: pd.DataFrame) -> Captioned:
+    """Distributions, revenue by month, the RFM grid, and spend by age band and gender where the source
+    has demographics (not a chart of "unknown")."""
+    figures: Captioned = {
+        "eda_histograms": (
+            "Distributions of the key variables",
+            histograms(exploration.histograms, log_x={d.label for d in DISTRIBUTIONS if d.log}),
+        ),
+        "monthly_revenue": (
+            "Net revenue and active customers by month",
+            monthly_revenue(exploration.monthly),
+        ),
+        "rfm_heatmap": ("RFM grid: mean net spend per R × F cell", rfm_heatmap(features)),
+    }
+    demographics = exploration.demographics
+    for dimension, name, caption, draw in (
+        ("age_band", "spend_by_age_band", "Mean net spend by age band", spend_by_age_band),
+        ("gender", "spend_by_gender", "Mean net spend by gender", spend_by_gender),
+    ):
+        groups = demographics[demographics["dimension"] == dimension]
+        if (groups["group"] != UNKNOWN).any():
+            figures[name] = (caption, draw(groups))
+    return figures

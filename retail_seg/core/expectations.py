@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 import duckdb
 import pandas as pd
 
-from retail_seg.core.warehouse import Table
-
 CHUNK_ROWS = 1_000_000
 # Largest value a money or count column may hold; beyond it is an overflow or an infinity.
 FINITE_LIMIT = 1e15
@@ -141,8 +139,3 @@ def check_columns(
 def fact(rule: str, observed: object, passed: bool) -> Outcome:
     """A whole-table rule's outcome, evaluated in DuckDB."""
     return Outcome(rule=rule, observed=str(observed), passed=bool(passed), engine="duckdb")
-
-
-def row_count(conn: duckdb.DuckDBPyConnection, table: Table) -> int:
-    """Rows of a table."""
-    return conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]

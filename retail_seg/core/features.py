@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import duckdb
 
 from retail_seg.core.rfm import quintile_scores_sql, segment_sql
-from retail_seg.core.warehouse import CUSTOMER_FEATURES, STAGING_TRANSACTIONS, build_candidate
+from retail_seg.core.tables import CUSTOMER_FEATURES, STAGING_TRANSACTIONS
+from retail_seg.core.warehouse import build_candidate, row_count
 
 RFM_COLUMNS = ("recency_days", "frequency", "monetary")
 ENGINEERED_COLUMNS = (
@@ -119,7 +120,7 @@ def build_customer_features(conn: duckdb.DuckDBPyConnection, as_of: dt.date | No
         ).fetchall()[0]
     finally:
         conn.execute("DROP TABLE IF EXISTS _per_customer")
-    customers = conn.execute(f"SELECT count(*) FROM {CUSTOMER_FEATURES.candidate}").fetchall()[0][0]
+    customers = row_count(conn, CUSTOMER_FEATURES.candidate)
     return FeatureBuild(
         as_of=chosen, customers=customers, without_purchase=excluded[0], non_positive_spend=excluded[1]
     )

@@ -5,13 +5,20 @@ A segment has the same colour in every figure: colours follow cluster order (0 =
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from scipy.cluster.hierarchy import dendrogram as scipy_dendrogram
 from sklearn.decomposition import PCA
 
+from retail_seg.core.audit import Migration
 from retail_seg.core.hierarchical import WardTree
+from retail_seg.core.segmentation import SegmentedCustomers, model_matrix
+
+# Figures an asset draws: file name → (caption, figure).
+Captioned = dict[str, tuple[str, Figure]]
 
 PALETTE = (
     "#1b9e77",
@@ -208,3 +215,60 @@ def migration_heatmap(matrix: pd.DataFrame) -> Figure:
     )
     fig.colorbar(image, ax=ax, label="customers")
     return fig
+
+
+def png_bytes(fig: Figure, dpi: int = 110) -> bytes:
+    """A figure as PNG bytes."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def segmentation_figures(
+    segmented: SegmentedCustomers, features: pd.DataFrame, model: pd.DataFrame
+) -> dict[str, Captioned]:
+    """The segmentation's figures by the asset they belong to: how k was chosen (k_selection), the
+    alternative method's tree cut at that k (method_comparison), and the customers drawn by segment in
+    their features and in the model's space (customer_segments)."""
+    result, assignments = segmented.segmentation, segmented.assignments
+    placed = features.merge(assignments[["customer_id", "segment"]], on="customer_id", validate="one_to_one")
+    order = assignments.drop_duplicates("cluster").sort_values("cluster")["segment"].tolist()
+    projected = pca_scatter(model_matrix(model, placed["customer_id"]), placed["segment"], order)
+    return {
+        "k_selection": {
+            "elbow_curve": (
+                "Elbow method and silhouette by k, K-Means and Ward",
+                elbow_curve(result.k_table, segmented.k),
+            )
+        },
+        "method_comparison": {
+            "dendrogram": (
+                "Ward dendrogram (top of the tree), cut at the chosen k",
+                dendrogram(result.tree, segmented.k),
+            )
+        },
+        "customer_segments": {
+            "cluster_scatter": (
+                "Customers by recency, frequency and spend",
+                cluster_scatter(placed, placed["segment"], order),
+            ),
+            "pca_scatter": ("Segments in the model's feature space (PCA)", projected),
+        },
+    }
+
+
+def profile_figures(profiles: pd.DataFrame) -> Captioned:
+    """Segment sizes and revenue shares."""
+    return {
+        "segment_sizes": ("Customers per segment", segment_sizes(profiles)),
+        "segment_revenue": ("Share of net revenue by segment", segment_revenue(profiles)),
+    }
+
+
+def migration_figures(migration: Migration) -> Captioned:
+    """The migration matrix, when some customers are in both runs (none on the first run)."""
+    if not len(migration.matrix):
+        return {}
+    return {
+        "segment_migration": ("Segment migration since the previous run", migration_heatmap(migration.matrix))
+    }

@@ -65,16 +65,34 @@ def _unique_names(labels: list[str]) -> list[str]:
     return names
 
 
+def name_segments(features: pd.DataFrame, clusters: pd.DataFrame) -> pd.DataFrame:
+    """Each cluster's label and segment name (cluster, label, segment), from its customers' median log
+    R, F and M against all customers."""
+    data = features[["customer_id", *RFM_COLUMNS]].merge(clusters, on="customer_id", validate="one_to_one")
+    logged = np.log1p(data[list(RFM_COLUMNS)].astype(float))
+    z = (logged - logged.mean()) / logged.std(ddof=0).replace(0, 1)
+    median_z = z.groupby(data["cluster"]).median()
+    labels = label_clusters(median_z)
+    return pd.DataFrame({"cluster": median_z.index, "label": labels, "segment": _unique_names(labels)})
+
+
 def profile_segments(
-    features: pd.DataFrame, clusters: pd.DataFrame, customers: pd.DataFrame | None = None
+    features: pd.DataFrame, segments: pd.DataFrame, customers: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    """One row per cluster: size, shares, mean and median R/F/M, demographics, label and recommendation."""
+    """One row per cluster: size, shares, mean and median R/F/M, demographics, label and recommendation.
+
+    `segments` gives each customer's cluster and, once the clusters are named, its label and segment
+    (`name_segments` names them when they are not).
+    """
+    clusters = segments[["customer_id", "cluster"]]
+    if {"label", "segment"} <= set(segments):
+        names = segments[["cluster", "label", "segment"]].drop_duplicates("cluster")
+    else:
+        names = name_segments(features, clusters)
     data = features.merge(clusters, on="customer_id", validate="one_to_one")
     if customers is not None and len(customers):
         described = [c for c in ("age", "gender", *CUSTOMER_COLUMNS) if c in customers]
         data = data.merge(customers[["customer_id", *described]], on="customer_id", how="left")
-    logged = np.log1p(data[list(RFM_COLUMNS)].astype(float))
-    z = (logged - logged.mean()) / logged.std(ddof=0).replace(0, 1)
     grouped = data.groupby("cluster")
     profile = pd.DataFrame(
         {
@@ -96,9 +114,8 @@ def profile_segments(
             lambda g: (g == "female").sum() / max(g.notna().sum(), 1)
         )
         profile["female_share"] = profile["female_share"].round(4)
-    median_z = z.groupby(data["cluster"]).median()
-    labels = label_clusters(median_z)
-    profile["label"] = labels
-    profile["segment"] = _unique_names(labels)
-    profile["recommendation"] = [RECOMMENDATIONS[label] for label in labels]
+    named = names.set_index("cluster").loc[profile.index]
+    profile["label"] = named["label"]
+    profile["segment"] = named["segment"]
+    profile["recommendation"] = [RECOMMENDATIONS[label] for label in named["label"]]
     return profile.reset_index()

@@ -13,10 +13,10 @@ from retail_seg.core.expectations import (
     GateResult,
     check_columns,
     fact,
-    row_count,
 )
 from retail_seg.core.formats import CANONICAL_COLUMNS
-from retail_seg.core.warehouse import Table
+from retail_seg.core.tables import Table
+from retail_seg.core.warehouse import row_count
 
 
 def raw_gate(

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import duckdb
 import pandas as pd
+
+from retail_seg.core.cleaning import rejected_by_rule
+from retail_seg.core.segmentation import segments_by_rfm_segment
+from retail_seg.core.tables import (
+    CUSTOMER_FEATURES,
+    CUSTOMER_SEGMENTS,
+    EDA_SUMMARY,
+    METHOD_COMPARISON,
+    PREPROCESSING_STEPS,
+    SEGMENT_PROFILES,
+)
+from retail_seg.core.warehouse import read_figures, read_table
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1250px; padding: 0 1rem; }
@@ -116,6 +130,53 @@ PROFILE_COLUMNS = {
 }
 
 
+@dataclass(frozen=True)
+class ReportPage:
+    """The report: its HTML and the figures it shows, by file name."""
+
+    html: str
+    figures: dict[str, bytes]
+
+    def write(self, folder: Path) -> Path:
+        """Write the page and its figures into `folder`, and no figure of an earlier page; return the page."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.png"):
+            if stale.name not in self.figures:
+                stale.unlink()
+        for name, png in self.figures.items():
+            (folder / name).write_bytes(png)
+        page = folder / "index.html"
+        page.write_text(self.html, encoding="utf-8")
+        return page
+
+
+def build_segment_report(conn: duckdb.DuckDBPyConnection, figure_assets: list[str]) -> ReportPage:
+    """The report over the published marts, showing the figures the assets in `figure_assets` drew."""
+    profiles = read_table(conn, SEGMENT_PROFILES).sort_values("cluster")
+    comparison = read_table(conn, METHOD_COMPARISON)
+    segments = read_table(conn, CUSTOMER_SEGMENTS, ["segment", "rfm_segment", "k"])
+    eda = read_table(conn, EDA_SUMMARY)
+    statistics = eda.pivot_table(index=["grain", "variable"], columns="statistic", values="value", sort=False)
+    [(as_of, customers)] = conn.execute(f"SELECT max(as_of), count(*) FROM {CUSTOMER_FEATURES}").fetchall()
+    figures = {name: (caption, png) for name, caption, png in read_figures(conn, figure_assets)}
+    facts, sections = segment_report_contents(
+        profiles,
+        comparison,
+        segments_by_rfm_segment(segments, profiles["segment"].tolist()),
+        read_table(conn, PREPROCESSING_STEPS),
+        statistics.reset_index(),
+        rejected_by_rule(conn),
+        {name: Image(caption, f"{name}.png") for name, (caption, _) in figures.items()},
+        as_of=str(as_of),
+        customers=customers,
+        k=int(segments["k"].iloc[0]),
+    )
+    return ReportPage(
+        render_report("Customer segments", LEDE, facts, sections),
+        {f"{name}.png": png for name, (_, png) in figures.items()},
+    )
+
+
 def segment_report_contents(
     profiles: pd.DataFrame,
     comparison: pd.DataFrame,
@@ -179,5 +240,11 @@ def segment_report_contents(
             ],
         ),
         Section("Data quality", [Table("Lines rejected by staging, by rule", rejected)]),
+        Section(
+            "Movement since the previous run",
+            shown("segment_migration"),
+            text="Customers in both runs, by their segment then (rows) and now (columns).",
+        ),
     ]
+    sections = [s for s in sections if s.blocks]
     return facts, sections

@@ -17,6 +17,8 @@ from retail_seg.core.clustering import (
     sweep_kmeans,
 )
 from retail_seg.core.hierarchical import WARD_MAX_POINTS, WardTree, sweep_ward
+from retail_seg.core.profiles import name_segments
+from retail_seg.core.tables import CUSTOMER_SEGMENTS, K_SELECTION, METHOD_COMPARISON, Table
 
 METHODS = ("kmeans", "ward")
 Method = Literal["auto", "kmeans", "ward"]
@@ -101,8 +103,81 @@ def segment(
     )
 
 
+def model_matrix(model: pd.DataFrame, customer_ids: pd.Series) -> np.ndarray:
+    """The model's input columns (`<feature>_model`), one row per customer in the order of `customer_ids`."""
+    ordered = model.set_index("customer_id").loc[customer_ids]
+    return ordered[[c for c in ordered if c.endswith("_model")]].to_numpy()
+
+
+@dataclass(frozen=True)
+class SegmentedCustomers:
+    """A segmentation and every customer's place in it: cluster, label, segment, both methods' clusters."""
+
+    segmentation: Segmentation
+    assignments: pd.DataFrame
+
+    @property
+    def k(self) -> int:
+        return self.segmentation.chosen_k
+
+    def frames(self) -> dict[Table, pd.DataFrame]:
+        """What the segmentation publishes, by table."""
+        result = self.segmentation
+        return {
+            K_SELECTION: result.k_table,
+            METHOD_COMPARISON: result.comparison.assign(reason=result.method_reason),
+            CUSTOMER_SEGMENTS: self.assignments,
+        }
+
+
+def segment_customers(
+    features: pd.DataFrame,
+    model: pd.DataFrame,
+    k_values: range,
+    seed: int,
+    method: Method = "auto",
+    ward_max_points: int = WARD_MAX_POINTS,
+    run_id: str = "",
+) -> SegmentedCustomers:
+    """Cluster the customers of `features` on their model input, name the clusters, and list each
+    customer's cluster, label and segment with both methods' clusters and the named RFM segment."""
+    result = segment(
+        model_matrix(model, features["customer_id"]),
+        features["monetary"].to_numpy(),
+        k_values,
+        seed=seed,
+        method=method,
+        ward_max_points=ward_max_points,
+    )
+    clusters = pd.DataFrame(
+        {
+            "customer_id": features["customer_id"].to_numpy(),
+            "cluster": result.clusters,
+            "kmeans_cluster": result.labels["kmeans"],
+            "ward_cluster": result.labels["ward"],
+        }
+    )
+    assignments = (
+        clusters.merge(name_segments(features, clusters[["customer_id", "cluster"]]), on="cluster")
+        .merge(features[["customer_id", "rfm_segment"]], on="customer_id")
+        .assign(method=result.method, k=result.chosen_k, run_id=run_id)
+        .sort_values("customer_id")
+    )
+    columns = ["customer_id", "cluster", "segment", "label", "rfm_segment", "method", "k"]
+    return SegmentedCustomers(
+        result, assignments[[*columns, "kmeans_cluster", "ward_cluster", "run_id"]].reset_index(drop=True)
+    )
+
+
 def crosstab(clusters: pd.Series, rfm_segments: pd.Series) -> pd.DataFrame:
     """Customers in each cluster × named RFM segment, long format (cluster, rfm_segment, customers)."""
     table = pd.crosstab(clusters.to_numpy(), rfm_segments.to_numpy())
     table.index.name, table.columns.name = "cluster", "rfm_segment"
     return table.stack().rename("customers").reset_index().query("customers > 0").reset_index(drop=True)
+
+
+def segments_by_rfm_segment(assignments: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """The same counts as a grid: one row per segment in `order`, one column per named RFM segment."""
+    long = crosstab(assignments["segment"], assignments["rfm_segment"])
+    grid = long.pivot(index="cluster", columns="rfm_segment", values="customers").fillna(0).astype(int)
+    return grid.reindex(order, fill_value=0).rename_axis(index="segment", columns=None).reset_index()

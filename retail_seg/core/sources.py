@@ -17,7 +17,8 @@ from retail_seg.core.formats import (
     SourceFormatError,
     detect_format,
 )
-from retail_seg.core.warehouse import RAW_TRANSACTIONS, build_candidate
+from retail_seg.core.tables import RAW_LOADS, RAW_TRANSACTIONS
+from retail_seg.core.warehouse import build_candidate, row_count
 
 __all__ = ["CANONICAL_COLUMNS", "RAW_COLUMNS", "SourceFormatError", "file_sha256", "load_raw", "source_files"]
 
@@ -134,8 +135,24 @@ def load_raw(conn: duckdb.DuckDBPyConnection, source: Path, load_id: str) -> Loa
                 )
             formats.append(fmt)
             encodings.append(encoding)
-    rows = conn.execute(f"SELECT count(*) FROM {RAW_TRANSACTIONS.candidate}").fetchall()[0][0]
-    return LoadedSource(tuple(files), formats[0], source_sha256(files), rows, tuple(encodings))
+    rows = row_count(conn, RAW_TRANSACTIONS.candidate)
+    loaded = LoadedSource(tuple(files), formats[0], source_sha256(files), rows, tuple(encodings))
+    build_candidate(
+        conn,
+        RAW_LOADS,
+        "SELECT ? AS load_id, ? AS source, ? AS source_sha256, ? AS source_format, "
+        "CAST(? AS VARCHAR[]) AS encodings, CAST(? AS VARCHAR[]) AS files, CAST(? AS BIGINT) AS lines",
+        [
+            load_id,
+            str(source),
+            loaded.sha256,
+            loaded.format.name,
+            list(encodings),
+            [str(f) for f in files],
+            rows,
+        ],
+    )
+    return loaded
 
 
 def _load_file(

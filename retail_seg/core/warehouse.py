@@ -1,53 +1,17 @@
-"""Warehouse layout: schema and table names, and the one way a table is published."""
+"""Warehouse operations: build a table aside, publish it in one transaction, read and count tables."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import duckdb
 
+from retail_seg.core.tables import FIGURES, SCHEMAS, Table
+
 if TYPE_CHECKING:  # pandas loads only where a frame is made, not for the SQL
     import pandas as pd
-
-
-@dataclass(frozen=True)
-class Table:
-    """A warehouse table, named by constant so that SQL never takes a table name from user input."""
-
-    schema: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.schema}.{self.name}"
-
-    @property
-    def candidate(self) -> Table:
-        """Where a new version is built before it replaces the live table."""
-        return Table(self.schema, f"_candidate_{self.name}")
-
-    @property
-    def live(self) -> Table:
-        """The published table a candidate will replace (itself, for a live table)."""
-        return Table(self.schema, self.name.removeprefix("_candidate_"))
-
-
-RAW_TRANSACTIONS = Table("raw", "transactions")
-STAGING_TRANSACTIONS = Table("staging", "transactions")
-REJECTED_ROWS = Table("staging", "rejected_rows")
-CUSTOMERS = Table("staging", "customers")
-EDA_SUMMARY = Table("marts", "eda_summary")
-CUSTOMER_FEATURES = Table("marts", "customer_features")
-MODEL_FEATURES = Table("marts", "model_features")
-PREPROCESSING_STEPS = Table("marts", "preprocessing_steps")
-K_SELECTION = Table("marts", "k_selection")
-METHOD_COMPARISON = Table("marts", "method_comparison")
-CUSTOMER_SEGMENTS = Table("marts", "customer_segments")
-SEGMENT_PROFILES = Table("marts", "segment_profiles")
-SEGMENT_MIGRATION = Table("marts", "segment_migration")
-FALLEN_FROM_HIGH_VALUE = Table("marts", "fallen_from_high_value")
-
-SCHEMAS = ("raw", "staging", "marts", "audit")
 
 
 def ensure_schemas(conn: duckdb.DuckDBPyConnection) -> None:
@@ -72,17 +36,24 @@ def build_candidate_from_frame(conn: duckdb.DuckDBPyConnection, table: Table, fr
         conn.unregister("_candidate_frame")
 
 
-def publish(conn: duckdb.DuckDBPyConnection, *tables: Table) -> None:
-    """Replace each live table by its candidate in one transaction: readers see old or new, never half."""
+@contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Everything inside commits together, or is rolled back when anything raises."""
     conn.execute("BEGIN TRANSACTION")
     try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def publish(conn: duckdb.DuckDBPyConnection, *tables: Table) -> None:
+    """Replace each live table by its candidate in one transaction: readers see old or new, never half."""
+    with transaction(conn):
         for table in tables:
             conn.execute(f"DROP TABLE IF EXISTS {table}")
             conn.execute(f"ALTER TABLE {table.candidate} RENAME TO {table.name}")
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def discard_candidates(conn: duckdb.DuckDBPyConnection, *tables: Table) -> None:
@@ -134,3 +105,37 @@ def table_checksum(conn: duckdb.DuckDBPyConnection, table: Table) -> tuple[int, 
 def published_checksums(conn: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int]]:
     """Checksums of every published table, to show a failed run changed nothing."""
     return {str(table): table_checksum(conn, table) for table in published_tables(conn)}
+
+
+def replace_figures(
+    conn: duckdb.DuckDBPyConnection, asset: str, figures: list[tuple[str, str, bytes]]
+) -> None:
+    """Replace the figures `asset` drew (name, caption, PNG bytes) in one transaction, keeping their order."""
+    ensure_schemas(conn)
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {FIGURES} (asset VARCHAR, name VARCHAR, caption VARCHAR, "
+        "position INTEGER, png BLOB, PRIMARY KEY (asset, name))"
+    )
+    with transaction(conn):
+        conn.execute(f"DELETE FROM {FIGURES} WHERE asset = ?", [asset])
+        if figures:
+            conn.executemany(
+                f"INSERT INTO {FIGURES} VALUES (?, ?, ?, ?, ?)",
+                [(asset, name, caption, i, png) for i, (name, caption, png) in enumerate(figures)],
+            )
+
+
+def read_figures(conn: duckdb.DuckDBPyConnection, assets: list[str]) -> list[tuple[str, str, bytes]]:
+    """The figures (name, caption, PNG bytes) the given assets drew, in the order of `assets`."""
+    exists = conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        [FIGURES.schema, FIGURES.name],
+    ).fetchall()[0][0]
+    if not exists:
+        return []
+    rows = conn.execute(
+        f"SELECT name, caption, png FROM {FIGURES} WHERE list_contains(?, asset) "
+        "ORDER BY list_position(?, asset), position",
+        [assets, assets],
+    ).fetchall()
+    return [(name, caption, bytes(png)) for name, caption, png in rows]

@@ -3,36 +3,19 @@
 import datetime as dt
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
-from retail_seg.core.audit import (
+from retail_seg.core.audit import migration_since_previous, record_run, run_record
+from retail_seg.core.figures import migration_figures
+from retail_seg.core.tables import (
     AUDIT_RUNS,
-    SEGMENT_HISTORY,
-    RunRecord,
-    migration_since_previous,
-    published_facts,
-    record_run,
-)
-from retail_seg.core.figures import migration_heatmap
-from retail_seg.core.warehouse import (
+    CUSTOMER_HISTORY,
     FALLEN_FROM_HIGH_VALUE,
+    SEGMENT_HISTORY,
     SEGMENT_MIGRATION,
-    build_candidate_from_frame,
-    publish,
 )
-from retail_seg.defs.metadata import markdown_table, save_figure, table_metadata
-from retail_seg.defs.resources import WAREHOUSE_POOL, ReportsFolder
-
-
-def _source_lineage(context: dg.AssetExecutionContext) -> tuple[str | None, str | None]:
-    """The source file and checksum behind the published raw table, from its latest materialization."""
-    event = context.instance.get_latest_materialization_event(dg.AssetKey("raw_transactions"))
-    if event is None or event.asset_materialization is None:
-        return None, None
-    metadata = event.asset_materialization.metadata
-    source = metadata.get("source_file")
-    digest = metadata.get("source_sha256")
-    return (source.value if source else None), (digest.value if digest else None)
+from retail_seg.core.warehouse import build_candidate_from_frame, publish
+from retail_seg.defs.metadata import ANALYTICS, layer_tags, markdown_table, record_figures, table_metadata
+from retail_seg.defs.resources import Warehouse
 
 
 def _code_versions(context: dg.AssetExecutionContext) -> dict[str, str | None]:
@@ -41,38 +24,44 @@ def _code_versions(context: dg.AssetExecutionContext) -> dict[str, str | None]:
 
 
 @dg.asset(
-    deps=["segment_profiles", "customer_segments", "customer_features"],
+    # Every asset whose tables the record counts.
+    deps=[
+        "raw_transactions",
+        "clean_transactions",
+        "rejected_rows",
+        "customers",
+        "customer_features",
+        "eda_summary",
+        "model_features",
+        "k_selection",
+        "method_comparison",
+        "customer_segments",
+        "segment_profiles",
+    ],
     group_name="audit",
     kinds={"duckdb"},
-    code_version="1",
-    pool=WAREHOUSE_POOL,
+    code_version="2",
+    owners=ANALYTICS,
+    tags=layer_tags("audit", personal_data="customer_id"),
 )
-def segment_history(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+def segment_history(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     """This run in audit.runs; every customer's segment, label and features in audit.segment_history."""
-    source_file, source_sha256 = _source_lineage(context)
     with warehouse.get_connection() as conn:
-        row_counts, rejected, metrics = published_facts(conn)
-        record = RunRecord(
+        record = run_record(
+            conn,
             run_id=context.run.run_id,
             recorded_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
-            source_file=source_file,
-            source_sha256=source_sha256,
-            row_counts=row_counts,
-            rejected_by_rule=rejected,
             parameters={"run_config": context.run.run_config, "tags": dict(context.run.tags)},
-            metrics=metrics,
             code_versions=_code_versions(context),
         )
         customers = record_run(conn, record)
-        runs = table_metadata(conn, AUDIT_RUNS)["dagster/row_count"]
-        metadata = table_metadata(conn, SEGMENT_HISTORY)
+        metadata = table_metadata(conn, SEGMENT_HISTORY, AUDIT_RUNS, CUSTOMER_HISTORY)
     return dg.MaterializeResult(
         metadata={
             **metadata,
             "customers_recorded": customers,
-            "runs_recorded": runs,
-            "source_file": source_file or "unknown",
-            "source_sha256": source_sha256 or "unknown",
+            "source_file": record.source_file or "unknown",
+            "source_sha256": record.source_sha256 or "unknown",
         }
     )
 
@@ -81,12 +70,11 @@ def segment_history(context: dg.AssetExecutionContext, warehouse: DuckDBResource
     deps=["segment_history"],
     group_name="audit",
     kinds={"duckdb", "matplotlib"},
-    code_version="1",
-    pool=WAREHOUSE_POOL,
+    code_version="2",
+    owners=ANALYTICS,
+    tags=layer_tags("audit", personal_data="customer_id"),
 )
-def segment_migration(
-    context: dg.AssetExecutionContext, warehouse: DuckDBResource, reports: ReportsFolder
-) -> dg.MaterializeResult:
+def segment_migration(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     """Customers moving between segments since the previous run, and those who fell from high-value."""
     with warehouse.get_connection() as conn:
         migration = migration_since_previous(conn, context.run.run_id)
@@ -95,22 +83,13 @@ def segment_migration(
         )
         build_candidate_from_frame(conn, FALLEN_FROM_HIGH_VALUE, migration.fallen)
         publish(conn, SEGMENT_MIGRATION, FALLEN_FROM_HIGH_VALUE)
-        metadata = table_metadata(conn, SEGMENT_MIGRATION)
-    if migration.previous_run is None:
-        return dg.MaterializeResult(
-            metadata={**metadata, "previous_run": "none: this is the first recorded run"}
-        )
-    figures = {}
-    if len(migration.matrix):  # no customer in both runs: nothing to draw
-        folder = reports.prepare()
-        _, figures["migration"] = save_figure(
-            migration_heatmap(migration.matrix), folder, "segment_migration"
-        )
+        figures = record_figures(conn, "segment_migration", migration_figures(migration))
+        metadata = table_metadata(conn, SEGMENT_MIGRATION, FALLEN_FROM_HIGH_VALUE)
     return dg.MaterializeResult(
         metadata={
             **metadata,
             **figures,
-            "previous_run": migration.previous_run,
+            "previous_run": migration.previous_run or "none: this is the first recorded run",
             "customers_in_both_runs": int(migration.matrix["customers"].sum()),
             "customers_only_in_previous": migration.only_before,
             "customers_new_in_this_run": migration.only_now,

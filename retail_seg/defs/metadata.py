@@ -1,36 +1,68 @@
-"""How assets describe what they wrote: row counts, column schema, figures, all readable in the UI."""
+"""How assets describe what they wrote: row counts, column schemas, figures, all readable in the UI."""
+
+from __future__ import annotations
 
 import base64
-import io
-from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pandas as pd
 from matplotlib.figure import Figure
 
-from retail_seg.core.warehouse import Table, column_types, row_count
+from retail_seg.core.figures import png_bytes
+from retail_seg.core.tables import Table
+from retail_seg.core.warehouse import column_types, replace_figures, row_count
+
+# Who answers for each layer, shown on every asset and used by `owner:` selections in the UI.
+DATA_ENGINEERING = ["team:data-engineering"]
+ANALYTICS = ["team:customer-analytics"]
 
 
-def table_metadata(conn: duckdb.DuckDBPyConnection, table: Table) -> dict[str, object]:
-    """Row count, column schema and table name of a published table."""
-    columns = [dg.TableColumn(name=name, type=dtype) for name, dtype in column_types(conn, table)]
-    return {
+def layer_tags(layer: str, personal_data: str | None = None) -> dict[str, str]:
+    """Tags of an asset: its layer and, where its tables hold data about people, which kind."""
+    return {"layer": layer, **({"personal_data": personal_data} if personal_data else {})}
+
+
+def table_name(conn: duckdb.DuckDBPyConnection, table: Table) -> str:
+    """The database-qualified name of a table, as Dagster's catalog expects it."""
+    [(database,)] = conn.execute("SELECT current_database()").fetchall()
+    return f"{database}.{table}"
+
+
+def table_schema(conn: duckdb.DuckDBPyConnection, table: Table) -> dg.TableSchema:
+    """A table's columns with their types and the descriptions written beside the table."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name=name, type=dtype, description=table.describe(name) or None)
+            for name, dtype in column_types(conn, table)
+        ]
+    )
+
+
+def table_metadata(conn: duckdb.DuckDBPyConnection, table: Table, *others: Table) -> dict[str, object]:
+    """Row count, column schema and name of the asset's table, and the same for the other tables it
+    writes, under their own names."""
+    metadata: dict[str, object] = {
         "dagster/row_count": row_count(conn, table),
-        "dagster/column_schema": dg.TableSchema(columns=columns),
-        "dagster/table_name": str(table),
+        "dagster/column_schema": table_schema(conn, table),
+        "dagster/table_name": table_name(conn, table),
     }
+    for other in others:
+        metadata[f"{other} rows"] = row_count(conn, other)
+        metadata[f"{other} columns"] = dg.MetadataValue.table_schema(table_schema(conn, other))
+    return metadata
 
 
-def save_figure(fig: Figure, folder: Path, name: str) -> tuple[Path, dg.MetadataValue]:
-    """Save a figure as PNG and return its path and an inline image for the asset's metadata."""
-    path = folder / f"{name}.png"
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    png = buffer.getvalue()
-    path.write_bytes(png)
-    encoded = base64.b64encode(png).decode("ascii")
-    return path, dg.MetadataValue.md(f"![{name}](data:image/png;base64,{encoded})")
+def record_figures(
+    conn: duckdb.DuckDBPyConnection, asset: str, figures: dict[str, tuple[str, Figure]]
+) -> dict[str, dg.MetadataValue]:
+    """Store an asset's figures (name → caption, figure) for the report, and show each inline in the UI."""
+    rendered = [(name, caption, png_bytes(fig)) for name, (caption, fig) in figures.items()]
+    replace_figures(conn, asset, rendered)
+    return {
+        name: dg.MetadataValue.md(f"![{name}](data:image/png;base64,{base64.b64encode(png).decode()})")
+        for name, _, png in rendered
+    }
 
 
 def markdown_table(frame: pd.DataFrame) -> dg.MetadataValue:

@@ -6,32 +6,53 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from retail_seg import settings
+from retail_seg.core.synthetic import write_synthetic
+
 
 class SourceFile(dg.ConfigurableResource):
-    """The transactions export to segment (CSV or Parquet; the format is recognised from the header)."""
+    """The transactions export to segment: a file, a folder of exports or a glob (CSV, Parquet, Excel)."""
 
-    path: str
+    path: str = Field(
+        default=settings.SOURCE.default,
+        description="A file, a folder (every export in it) or a glob; the format is recognised from the "
+        "header. The default is the embedded synthetic data, generated on first use.",
+    )
 
     def resolve(self) -> Path:
-        return Path(self.path).expanduser().resolve()
+        """The source's path; the embedded default data is generated here when it is not there yet."""
+        path = Path(self.path).expanduser().resolve()
+        if path == settings.DEFAULT_SOURCE and not path.exists():
+            _log(f"generating the default data at {path} (python -m retail_seg synthesize)")
+            write_synthetic(path.parent)
+        return path
 
 
 class Warehouse(DuckDBResource):
     """The DuckDB warehouse, with a memory ceiling: past it DuckDB spills to disk instead of growing."""
 
-    memory_limit: str = Field(default="", description="e.g. '4GB'; empty means DuckDB's default (80% of RAM)")
+    memory_limit: str = Field(
+        default=settings.MEMORY_LIMIT.default,
+        description="DuckDB's memory limit, e.g. '2GB' or '8GB'; past it DuckDB spills to disk.",
+    )
 
     @contextmanager
     def get_connection(self):
-        config = dict(self.connection_config)
+        """The warehouse, held alone for as long as the connection is open, and closed however the block
+        ends (an asset that refuses raises inside it)."""
+        config = {"custom_user_agent": "dagster", **self.connection_config}
         if self.memory_limit:
             config["memory_limit"] = self.memory_limit
-        duckdb_resource = DuckDBResource(database=self.database, connection_config=config)
-        with _held_alone(self.database), duckdb_resource.get_connection() as conn:
-            yield conn
+        with _held_alone(self.database):
+            conn = duckdb.connect(self.database, config=config)
+            try:
+                yield conn
+            finally:
+                conn.close()
 
 
 HELD = "warehouse held"
@@ -42,9 +63,10 @@ RELEASED = "warehouse released"
 def _held_alone(database: str):
     """Hold the warehouse alone: an exclusive lock on a file beside it, waited for, never failed on.
 
-    DuckDB lets one process open the file. The `warehouse` pool orders steps, but Dagster's SQLite
-    storage can hand its one slot to two runs that claim it at the same instant; this lock is what
-    makes them take turns, and a step that waits says so in its log.
+    DuckDB lets one process open the file. The run queue orders the runs it launches, but runs started
+    outside it (two `python -m retail_seg run`s) would race for the file; this lock is what makes them
+    take turns, and a step that waits says so in its log. (A Dagster concurrency pool would do it
+    per step too, but its SQLite storage can hand one slot to two claims made at the same instant.)
     """
     if database in ("", ":memory:"):
         yield
@@ -71,16 +93,13 @@ def _log(message: str) -> None:
     context.log.info(message)
 
 
-# DuckDB lets one process hold the warehouse file: every step that opens it shares this pool, whose
-# limit is 1 in the instance's dagster.yaml, so concurrent runs queue their steps; the file lock in
-# `Warehouse.get_connection` makes them take turns even when two claims race.
-WAREHOUSE_POOL = "warehouse"
-
-
 class LandingFolder(dg.ConfigurableResource):
     """Folder the sensor watches for new exports."""
 
-    path: str
+    path: str = Field(
+        default=settings.INCOMING.default,
+        description="Drop an export here and the landing-folder sensor starts a run on it.",
+    )
 
     def resolve(self) -> Path:
         return Path(self.path).expanduser().resolve()
@@ -89,7 +108,7 @@ class LandingFolder(dg.ConfigurableResource):
 class ReportsFolder(dg.ConfigurableResource):
     """Folder that receives the figures and the HTML report."""
 
-    path: str
+    path: str = Field(default=settings.REPORTS.default, description="Where index.html and its figures go.")
 
     def prepare(self) -> Path:
         folder = Path(self.path).expanduser().resolve()
@@ -97,13 +116,22 @@ class ReportsFolder(dg.ConfigurableResource):
         return folder
 
 
+def _configured(setting: settings.Setting) -> str | dg.EnvVar:
+    """The environment variable when it is set, read when a run starts (the UI shows it by name); else the
+    project's default."""
+    return dg.EnvVar(setting.variable) if setting.value() != setting.default else setting.default
+
+
 def production_resources() -> dict[str, dg.ConfigurableResource]:
-    """Resources configured from the environment when a run starts, never at import time."""
+    """The resources, from the environment where it says otherwise and from the project's defaults else.
+
+    Called when Dagster loads the definitions, never at import time.
+    """
     return {
-        "source": SourceFile(path=dg.EnvVar("RETAIL_SEG_SOURCE")),
+        "source": SourceFile(path=_configured(settings.SOURCE)),
         "warehouse": Warehouse(
-            database=dg.EnvVar("RETAIL_SEG_WAREHOUSE"), memory_limit=dg.EnvVar("RETAIL_SEG_MEMORY_LIMIT")
+            database=_configured(settings.WAREHOUSE), memory_limit=_configured(settings.MEMORY_LIMIT)
         ),
-        "reports": ReportsFolder(path=dg.EnvVar("RETAIL_SEG_REPORTS")),
-        "landing": LandingFolder(path=dg.EnvVar("RETAIL_SEG_INCOMING")),
+        "reports": ReportsFolder(path=_configured(settings.REPORTS)),
+        "landing": LandingFolder(path=_configured(settings.INCOMING)),
     }

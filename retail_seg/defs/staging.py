@@ -3,63 +3,76 @@
 import datetime as dt
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
-from retail_seg.core.cleaning import REJECTION_RULES, build_customers, clean_transactions
+from retail_seg.core.cleaning import REJECTION_RULES, CleaningResult, build_customers, clean_transactions
 from retail_seg.core.quality import staging_gate
-from retail_seg.core.warehouse import CUSTOMERS, REJECTED_ROWS, STAGING_TRANSACTIONS, publish
-from retail_seg.defs.gates import check_result, gate_spec, publish_if_passed, refuse
-from retail_seg.defs.ingest import raw_transactions
-from retail_seg.defs.metadata import table_metadata
-from retail_seg.defs.resources import WAREHOUSE_POOL
+from retail_seg.core.tables import CUSTOMERS, REJECTED_ROWS, STAGING_TRANSACTIONS
+from retail_seg.core.warehouse import publish
+from retail_seg.defs.gates import Gate
+from retail_seg.defs.metadata import DATA_ENGINEERING, layer_tags, table_metadata
+from retail_seg.defs.resources import Warehouse
+
+STAGING_GATE = Gate(
+    "clean_transactions",
+    "staging",
+    "Invoice lines unique, sales positive, dates plausible, a customer on every line, and not too many "
+    "lines rejected.",
+    (STAGING_TRANSACTIONS,),
+)
 
 
 class CleaningConfig(dg.Config):
     """How strict staging is."""
 
-    max_abs_quantity: int = 10_000
-    """Lines whose quantity exceeds this in either direction are rejected as absurd."""
-    earliest_date: str = "2000-01-01"
-    """Lines dated before this (ISO date) are rejected as out of range."""
-    run_date: str | None = None
-    """Lines dated after this (ISO date) have not happened yet and are rejected. Empty means today."""
-    max_rejected_share: float = 0.75
-    """The staging gate fails when more than this share of lines is rejected."""
+    max_abs_quantity: int = Field(
+        default=10_000,
+        description="Lines whose quantity exceeds this in either direction are rejected as absurd.",
+    )
+    earliest_date: str = Field(
+        default="2000-01-01", description="Lines dated before this (ISO date) are rejected as out of range."
+    )
+    run_date: str | None = Field(
+        default=None,
+        description="Lines dated after this (ISO date) have not happened yet and are rejected. Empty "
+        "means today.",
+    )
+    max_rejected_share: float = Field(
+        default=0.75, description="The staging gate fails when more than this share of lines is rejected."
+    )
+
+    def run_day(self) -> dt.date:
+        return dt.date.fromisoformat(self.run_date) if self.run_date else dt.date.today()
+
+
+def _staged(key: str, description: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key,
+        deps=["raw_transactions"],
+        description=description,
+        group_name="staging",
+        kinds={"duckdb"},
+        code_version="3",
+        owners=DATA_ENGINEERING,
+        tags=layer_tags("staging", personal_data="demographics"),
+    )
 
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(
-            "clean_transactions",
-            deps=[raw_transactions],
-            description="Typed, deduplicated invoice lines with returns flagged and a line total.",
-            group_name="staging",
-            kinds={"duckdb"},
-            code_version="3",
+        _staged(
+            "clean_transactions", "Typed, deduplicated invoice lines with returns flagged and a line total."
         ),
-        dg.AssetSpec(
+        _staged(
             "rejected_rows",
-            deps=[raw_transactions],
-            description="Raw lines that staging refused, with the rule each broke and its original values.",
-            group_name="staging",
-            kinds={"duckdb"},
-            code_version="3",
+            "Raw lines that staging refused, with the rule each broke and its original values.",
         ),
     ],
-    check_specs=[
-        gate_spec(
-            "clean_transactions",
-            "staging",
-            "Invoice lines unique, sales positive, dates plausible, a customer on every line, and not too "
-            "many lines rejected.",
-        )
-    ],
-    pool=WAREHOUSE_POOL,
+    check_specs=[STAGING_GATE.spec],
 )
-def staged_transactions(config: CleaningConfig, warehouse: DuckDBResource):
+def staged_transactions(config: CleaningConfig, warehouse: Warehouse):
     """Split raw lines into clean and rejected; every raw line lands in exactly one."""
-    run_date = dt.date.fromisoformat(config.run_date) if config.run_date else dt.date.today()
-    earliest = dt.date.fromisoformat(config.earliest_date)
+    run_date, earliest = config.run_day(), dt.date.fromisoformat(config.earliest_date)
     with warehouse.get_connection() as conn:
         result = clean_transactions(
             conn, run_date=run_date, max_abs_quantity=config.max_abs_quantity, earliest_date=earliest
@@ -72,38 +85,39 @@ def staged_transactions(config: CleaningConfig, warehouse: DuckDBResource):
             earliest_date=earliest,
             max_rejected_share=config.max_rejected_share,
         )
-        publish_if_passed(conn, gate, STAGING_TRANSACTIONS, REJECTED_ROWS)
-        clean_metadata = table_metadata(conn, STAGING_TRANSACTIONS) if gate.passed else {}
-        rejected_metadata = table_metadata(conn, REJECTED_ROWS) if gate.passed else {}
-    if not gate.passed:
-        yield from refuse(gate, "clean_transactions")
-    by_rule = {rule: result.rejected_by_rule.get(rule, 0) for rule in REJECTION_RULES}
-    yield dg.MaterializeResult(
-        asset_key="clean_transactions",
-        check_results=[check_result(gate, "clean_transactions")],
-        metadata={
-            **clean_metadata,
-            "rejected_rows": result.rejected_rows,
-            "run_date": str(run_date),
-            "max_abs_quantity": config.max_abs_quantity,
-        },
-    )
-    yield dg.MaterializeResult(
-        asset_key="rejected_rows",
-        metadata={
-            **rejected_metadata,
-            "rejected_by_rule": dg.MetadataValue.json(by_rule),
-            "rules": dg.MetadataValue.md(
-                "\n".join(f"- `{r}`: {text}" for r, text in REJECTION_RULES.items())
-            ),
-        },
-    )
+        yield from STAGING_GATE.publish(conn, gate, also=(REJECTED_ROWS,))
+        yield STAGING_GATE.materialized(
+            conn,
+            gate,
+            {
+                "rejected_rows": result.rejected_rows,
+                "run_date": str(run_date),
+                "max_abs_quantity": config.max_abs_quantity,
+            },
+        )
+        yield dg.MaterializeResult(
+            asset_key="rejected_rows", metadata={**table_metadata(conn, REJECTED_ROWS), **_by_rule(result)}
+        )
+
+
+def _by_rule(result: CleaningResult) -> dict[str, dg.MetadataValue]:
+    """Rejected lines per rule, every rule listed, and what each rule means."""
+    counts = {rule.name: result.rejected_by_rule.get(rule.name, 0) for rule in REJECTION_RULES}
+    return {
+        "rejected_by_rule": dg.MetadataValue.json(counts),
+        "rules": dg.MetadataValue.md("\n".join(f"- `{r.name}`: {r.words}" for r in REJECTION_RULES)),
+    }
 
 
 @dg.asset(
-    deps=["clean_transactions"], group_name="staging", kinds={"duckdb"}, code_version="2", pool=WAREHOUSE_POOL
+    deps=["clean_transactions"],
+    group_name="staging",
+    kinds={"duckdb"},
+    code_version="2",
+    owners=DATA_ENGINEERING,
+    tags=layer_tags("staging", personal_data="demographics"),
 )
-def customers(warehouse: DuckDBResource) -> dg.MaterializeResult:
+def customers(warehouse: Warehouse) -> dg.MaterializeResult:
     """One row per customer: the demographics the source has (age, gender, country) and first/last seen."""
     with warehouse.get_connection() as conn:
         built = build_customers(conn)

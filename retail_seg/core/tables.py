@@ -1,0 +1,328 @@
+"""The warehouse's tables: each named by constant, with what it holds and what each column means.
+
+The descriptions are written here once and reach the Dagster UI as the column schema of every asset
+that writes the table, so the catalogue and the code never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Columns that several tables share, described once.
+_LINE_COLUMNS = {
+    "invoice_no": "invoice (order) number as the export wrote it",
+    "stock_code": "product code (the category where the export has no product)",
+    "description": "product description",
+    "quantity": "units on the line; negative on a return",
+    "unit_price": "price per unit",
+    "invoice_date": "when the invoice was issued",
+    "customer_id": "the customer's id in the export",
+    "country": "the customer's country",
+    "age": "the customer's age, where the export has it",
+    "gender": "the customer's gender, where the export has it",
+    "product_category": "product category, where the export has it",
+}
+_LINEAGE_COLUMNS = {
+    "load_id": "the run that loaded the line",
+    "source_file": "the file the line came from",
+    "source_row": "the line's row number in its file (1 = first line after the header)",
+}
+_FEATURE_COLUMNS = {
+    "recency_days": "whole days from the last purchase to the as-of date",
+    "frequency": "distinct purchase invoices",
+    "monetary": "net spend: purchases less returns",
+    "tenure_days": "days from the first purchase to the as-of date",
+    "avg_order_value": "net spend per purchase invoice",
+    "mean_days_between": "mean days between purchases (empty for a single purchase)",
+    "return_rate": "share of what was bought that was returned",
+    "distinct_products": "distinct products bought, returns aside",
+}
+_METRIC_COLUMNS = {
+    "method": "clustering method: kmeans or ward",
+    "k": "number of clusters",
+    "inertia": "within-cluster sum of squares (lower is tighter)",
+    "silhouette": "silhouette score, -1..1 (higher is better separated)",
+    "calinski_harabasz": "Calinski–Harabasz index (higher is better)",
+    "davies_bouldin": "Davies–Bouldin index (lower is better)",
+}
+_SEGMENT_COLUMNS = {
+    "cluster": "cluster number of the published method (0 = highest mean spend)",
+    "segment": "segment name: the label, numbered when two clusters share one",
+    "label": "business label derived from the cluster's recency, frequency and spend",
+    "rfm_segment": "named segment of the R × F score map (Champions, At Risk, ...)",
+}
+
+
+@dataclass(frozen=True)
+class Table:
+    """A warehouse table, named by constant so that SQL never takes a table name from user input."""
+
+    schema: str
+    name: str
+    description: str = ""
+    columns: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def candidate(self) -> Table:
+        """Where a new version is built before it replaces the live table."""
+        return Table(self.schema, f"_candidate_{self.name}", self.description, self.columns)
+
+    @property
+    def live(self) -> Table:
+        """The published table a candidate will replace (itself, for a live table)."""
+        return Table(self.schema, self.name.removeprefix("_candidate_"), self.description, self.columns)
+
+    def describe(self, column: str) -> str:
+        """What a column holds; per-segment statistics and model inputs are named after their source."""
+        if column in self.columns:
+            return self.columns[column]
+        for prefix, words in (("mean_", "mean"), ("median_", "median")):
+            base = column.removeprefix(prefix)
+            if column.startswith(prefix) and base in _FEATURE_COLUMNS:
+                return f"{words} per segment of {base}: {_FEATURE_COLUMNS[base]}"
+        if column.endswith("_model") and column.removesuffix("_model") in _FEATURE_COLUMNS:
+            return f"{column.removesuffix('_model')} as the model sees it, after every preprocessing step"
+        if column.startswith("gender_"):
+            return f"1 when the customer's gender is {column.removeprefix('gender_')} (one-hot)"
+        return ""
+
+
+RAW_TRANSACTIONS = Table(
+    "raw",
+    "transactions",
+    "Every line of the source export: canonical column names, values as text, and where it came from.",
+    {**_LINEAGE_COLUMNS, "source_format": "the export format recognised from the header", **_LINE_COLUMNS},
+)
+RAW_LOADS = Table(
+    "raw",
+    "loads",
+    "One row per load: the source it read, the checksum of the bytes loaded, its format and its lines.",
+    {
+        "load_id": _LINEAGE_COLUMNS["load_id"],
+        "source": "the source as configured: a file, a folder or a glob",
+        "source_sha256": "SHA-256 of the file loaded (over each file's name and checksum for several)",
+        "source_format": "the export format recognised from the header",
+        "encodings": "the text encoding of each file, in order",
+        "files": "the files loaded, in order",
+        "lines": "lines loaded",
+    },
+)
+STAGING_TRANSACTIONS = Table(
+    "staging",
+    "transactions",
+    "Typed, deduplicated invoice lines that passed every rejection rule.",
+    {
+        **_LINE_COLUMNS,
+        "age": "the customer's age in whole years (0–120), where the export has it",
+        "gender": "female, male or other, normalised from the export's spelling",
+        "is_return": "true for a return or cancellation (C-prefixed invoice or negative quantity)",
+        "line_total": "quantity × unit price, exact to the cent",
+        "load_id": _LINEAGE_COLUMNS["load_id"],
+        "source_row": _LINEAGE_COLUMNS["source_row"],
+    },
+)
+REJECTED_ROWS = Table(
+    "staging",
+    "rejected_rows",
+    "Raw lines that staging refused, with the first rule each broke and its values as the file had them.",
+    {**_LINEAGE_COLUMNS, "rule": "the first rejection rule the line broke", **_LINE_COLUMNS},
+)
+CUSTOMERS = Table(
+    "staging",
+    "customers",
+    "One row per customer over every loaded line: demographics, country, when first and last seen.",
+    {
+        "customer_id": _LINE_COLUMNS["customer_id"],
+        "age": "the age the customer's lines give most often",
+        "gender": "the gender the customer's lines give most often (female, male, other)",
+        "country": "the country the customer's lines give most often",
+        "first_seen": "the customer's first line",
+        "last_seen": "the customer's last line",
+        "lines": "clean lines of the customer",
+        "distinct_products": _FEATURE_COLUMNS["distinct_products"],
+    },
+)
+EDA_SUMMARY = Table(
+    "marts",
+    "eda_summary",
+    "Summary statistics of every numeric variable at transaction and customer grain (long format).",
+    {
+        "grain": "transaction or customer",
+        "variable": "the variable summarised",
+        "statistic": "count, missing, mean, median, mode, std, min, q05, q25, q75, q95, max or skew",
+        "value": "the statistic's value",
+    },
+)
+CUSTOMER_FEATURES = Table(
+    "marts",
+    "customer_features",
+    "One row per customer with positive net spend: R, F, M, engineered features, RFM scores and segment.",
+    {
+        "customer_id": _LINE_COLUMNS["customer_id"],
+        **{k: v for k, v in _FEATURE_COLUMNS.items() if k != "distinct_products"},
+        "first_purchase": "the customer's first purchase",
+        "last_purchase": "the customer's last purchase",
+        "as_of": "the date recency is measured from",
+        "r_score": "recency score 1–5 (5 = most recent fifth)",
+        "f_score": "frequency score 1–5 (5 = most frequent fifth)",
+        "m_score": "monetary score 1–5 (5 = highest-spending fifth)",
+        "rfm_segment": _SEGMENT_COLUMNS["rfm_segment"],
+    },
+)
+MODEL_FEATURES = Table(
+    "marts",
+    "model_features",
+    "The clustering's input per customer, after imputation, log, IQR capping and scaling.",
+    {
+        "customer_id": _LINE_COLUMNS["customer_id"],
+        "age": "age with missing values filled by the median age",
+        "age_imputed": "true where the age was missing and filled",
+    },
+)
+PREPROCESSING_STEPS = Table(
+    "marts",
+    "preprocessing_steps",
+    "What each model feature went through on its way into the model.",
+    {
+        "feature": "the customer feature",
+        "imputed_with_median": "values missing and filled with the feature's median",
+        "log1p": "whether log(1 + x) was applied",
+        "iqr_low": "lower IQR fence, in the feature's own units",
+        "iqr_high": "upper IQR fence, in the feature's own units",
+        "capped": "values outside the fences, capped to them",
+        "scaled_mean": "mean removed by standardization",
+        "scaled_std": "standard deviation divided out by standardization",
+    },
+)
+K_SELECTION = Table(
+    "marts",
+    "k_selection",
+    "Both methods' metrics at every k of the sweep, and the k chosen.",
+    {**_METRIC_COLUMNS, "chosen": "true at the k the elbow chose"},
+)
+METHOD_COMPARISON = Table(
+    "marts",
+    "method_comparison",
+    "K-Means against Ward at the chosen k: metrics, agreement, which one is published and why.",
+    {
+        **_METRIC_COLUMNS,
+        "adjusted_rand_vs_other": "adjusted Rand index between the two methods' clusterings",
+        "selected": "true for the published method",
+        "reason": "why that method is published",
+    },
+)
+CUSTOMER_SEGMENTS = Table(
+    "marts",
+    "customer_segments",
+    "One row per featured customer: the cluster and segment of the published method, and both methods'.",
+    {
+        "customer_id": _LINE_COLUMNS["customer_id"],
+        **_SEGMENT_COLUMNS,
+        "method": "the published method",
+        "k": "number of clusters",
+        "kmeans_cluster": "the customer's K-Means cluster at the chosen k",
+        "ward_cluster": "the customer's Ward cluster at the chosen k",
+        "run_id": "the run that segmented the customer",
+    },
+)
+SEGMENT_PROFILES = Table(
+    "marts",
+    "segment_profiles",
+    "One row per segment: size, shares, R/F/M and more, demographics, label and recommendation.",
+    {
+        "cluster": _SEGMENT_COLUMNS["cluster"],
+        "customers": "customers in the segment",
+        "revenue": "net revenue of the segment's customers",
+        "customer_share": "share of all segmented customers",
+        "revenue_share": "share of all net revenue",
+        "top_rfm_segment": "the named RFM segment most of the segment's customers are in",
+        "mean_age": "mean age (imputed ages left out)",
+        "female_share": "share of customers of known gender who are female",
+        "label": _SEGMENT_COLUMNS["label"],
+        "segment": _SEGMENT_COLUMNS["segment"],
+        "recommendation": "what marketing should do for the segment",
+    },
+)
+SEGMENT_MIGRATION = Table(
+    "marts",
+    "segment_migration",
+    "Customers per (previous segment, current segment) since the previous recorded run.",
+    {
+        "from_segment": "segment in the previous run",
+        "to_segment": "segment in this run",
+        "customers": "customers who moved so (or stayed)",
+        "previous_run": "the run compared with",
+    },
+)
+FALLEN_FROM_HIGH_VALUE = Table(
+    "marts",
+    "fallen_from_high_value",
+    "Customers who were high-value in the previous run and are not in this one.",
+    {
+        "customer_id": _LINE_COLUMNS["customer_id"],
+        "from_segment": "segment in the previous run",
+        "to_segment": "segment in this run",
+        "from_label": "label in the previous run",
+        "to_label": "label in this run",
+        "monetary_before": "net spend in the previous run",
+        "monetary_now": "net spend in this run",
+        "recency_days_now": "recency in this run",
+    },
+)
+FIGURES = Table(
+    "reports",
+    "figures",
+    "Every figure of the analysis as PNG, with the asset that drew it; the report embeds them.",
+    {
+        "asset": "the asset that drew the figure",
+        "name": "the figure's file name, without .png",
+        "caption": "what the figure shows",
+        "position": "order in which the owning asset lists its figures",
+        "png": "the image, PNG bytes",
+    },
+)
+AUDIT_RUNS = Table(
+    "audit",
+    "runs",
+    "One row per recorded run: lineage, row counts, rejections, parameters, metrics, code versions.",
+    {
+        "run_id": "the Dagster run id",
+        "recorded_at": "when the run was recorded (UTC)",
+        "as_of": "the date its features were measured at",
+        "source_file": "the source the run loaded",
+        "source_sha256": "SHA-256 of the bytes loaded",
+        "row_counts": "rows of every published table (JSON)",
+        "rejected_by_rule": "rejected lines per rule (JSON)",
+        "parameters": "the run's config and tags (JSON)",
+        "metrics": "both methods' metrics at the chosen k (JSON)",
+        "code_versions": "every asset's code version (JSON)",
+    },
+)
+SEGMENT_HISTORY = Table(
+    "audit",
+    "segment_history",
+    "Every run's segment for every customer, with the features that placed them: never overwritten.",
+    {
+        "run_id": "the run",
+        "as_of": "the date the run's features were measured at",
+        "customer_id": _LINE_COLUMNS["customer_id"],
+        **_SEGMENT_COLUMNS,
+        "method": "the published method",
+        "k": "number of clusters",
+        "rfm_segment": _SEGMENT_COLUMNS["rfm_segment"],
+        "recency_days": _FEATURE_COLUMNS["recency_days"],
+        "frequency": _FEATURE_COLUMNS["frequency"],
+        "monetary": _FEATURE_COLUMNS["monetary"],
+    },
+)
+CUSTOMER_HISTORY = Table(
+    "audit",
+    "customer_history",
+    "View: a customer's segment in every run, with the run's lineage and the features that placed them.",
+    {**SEGMENT_HISTORY.columns, **AUDIT_RUNS.columns},
+)
+
+SCHEMAS = ("raw", "staging", "marts", "reports", "audit")
