@@ -1,14 +1,62 @@
-"""Command line: `python -m retail_seg synthesize | run | audit customer ID`."""
+"""Command line: `python -m retail_seg synthesize | run | audit customer ID`.
+
+Each way a command can fail has its own exit code and a plain sentence, so a scheduler (and a person)
+can tell "try again later" from "fix the file" from "free some disk". The codes follow sysexits.h.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import re
 import shutil
 import sys
+from enum import IntEnum
 from pathlib import Path
 
 from retail_seg import settings
+
+
+class Exit(IntEnum):
+    OK = 0
+    FAILED = 1  # the run failed: a gate refused the data, or a step failed
+    NOT_FOUND = 66  # EX_NOINPUT: no such source, warehouse or customer
+    DISK_FULL = 74  # EX_IOERR: no space left where the warehouse or the instance writes
+    BUSY = 75  # EX_TEMPFAIL: another process holds the warehouse; try again when it is done
+    READ_ONLY = 77  # EX_NOPERM: a folder it must write is read-only or not writable
+
+
+# What the operating system and DuckDB say, anywhere in an error's chain, for each kind of failure.
+_SIGNS = (
+    (Exit.DISK_FULL, os.strerror(errno.ENOSPC)),
+    (Exit.READ_ONLY, os.strerror(errno.EROFS)),
+    (Exit.READ_ONLY, os.strerror(errno.EACCES)),
+    (Exit.BUSY, "Could not set lock"),
+    (Exit.NOT_FOUND, "source file not found"),
+)
+_SENTENCES = {
+    Exit.DISK_FULL: "the disk is full: free some space where the warehouse and DAGSTER_HOME live, then run "
+    "again; nothing published changed",
+    Exit.READ_ONLY: "cannot write: a folder the run writes (the warehouse's, the report's or DAGSTER_HOME) "
+    "is read-only or not writable by this user; nothing published changed",
+    Exit.BUSY: "the warehouse is busy: another process holds it; try again when it is done",
+    Exit.NOT_FOUND: "not found",
+}
+
+
+def classify(text: str) -> Exit | None:
+    """The kind of failure an error's text shows, if it is one with a code of its own."""
+    for code, sign in _SIGNS:
+        if sign.lower() in text.lower():
+            return code
+    return None
+
+
+def _holder(text: str) -> str:
+    """Who DuckDB says holds a file, when it says."""
+    found = re.search(r"Conflicting lock is held in (\S+) \(PID (\d+)\)", text)
+    return f" (held by {found.group(1)}, pid {found.group(2)})" if found else ""
 
 
 def _synthesize(args: argparse.Namespace) -> int:
@@ -16,7 +64,7 @@ def _synthesize(args: argparse.Namespace) -> int:
 
     transactions, planted = write_synthetic(Path(args.out), customers=args.customers, seed=args.seed)
     print(f"wrote {transactions} and {planted}")
-    return 0
+    return Exit.OK
 
 
 def _instance_home() -> Path:
@@ -29,10 +77,36 @@ def _instance_home() -> Path:
     return home
 
 
+def _chain(error) -> str:
+    """An error's message and those of every error under it."""
+    messages = []
+    while error is not None:
+        messages.append(error.message.strip())
+        error = error.cause or error.context
+    return "\n".join(messages)
+
+
+def _failures(result) -> list[tuple[str, str, str]]:
+    """(where, what went wrong in a sentence, the whole error chain) for each failure of a run: its
+    steps, and what failed before any step (a resource that could not start)."""
+    failures = []
+    for event in result.all_events:
+        data = event.event_specific_data
+        if event.is_step_failure:
+            chain = _chain(data.error)
+            reason = data.user_failure_data.description if data.user_failure_data else None
+            failures.append((f"step {event.step_key}", reason or chain.splitlines()[0], chain))
+        elif getattr(data, "error", None) is not None and not event.step_key:
+            chain = _chain(data.error)
+            failures.append(("run", chain.splitlines()[0], chain))
+    return failures
+
+
 def _run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from retail_seg.definitions import build_definitions, segmentation_job
+    from retail_seg.defs.runs import release_dead_runs
 
     run_config: dict = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     if args.as_of:
@@ -40,22 +114,24 @@ def _run(args: argparse.Namespace) -> int:
     job = build_definitions().resolve_job_def(segmentation_job.name)
     _instance_home()
     with dg.DagsterInstance.get() as instance:
+        release_dead_runs(instance, print)
         result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
     materialized = sorted(
         event.asset_key.to_user_string() for event in result.get_asset_materialization_events()
     )
     print(f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
     print(f"materialized: {', '.join(materialized) or 'nothing'}")
-    if not result.success:
-        for event in result.all_events:
-            if event.is_step_failure:
-                failure = event.step_failure_data
-                reason = failure.user_failure_data.description if failure.user_failure_data else None
-                print(f"step {event.step_key} failed: {reason or failure.error.message.strip()}")
-        return 1
-    report = Path(settings.REPORTS.value()) / "index.html"
-    print(f"report: {report}")
-    return 0
+    if result.success:
+        print(f"report: {Path(settings.REPORTS.value()) / 'index.html'}")
+        return Exit.OK
+    failures = _failures(result)
+    for where, reason, _ in failures:
+        print(f"{where} failed: {reason}")
+    chains = "\n".join(chain for _, _, chain in failures)
+    kind = classify(chains)
+    if kind not in (None, Exit.NOT_FOUND):
+        print(_SENTENCES[kind] + _holder(chains), file=sys.stderr)
+    return kind or Exit.FAILED
 
 
 def _audit_customer(args: argparse.Namespace) -> int:
@@ -67,24 +143,35 @@ def _audit_customer(args: argparse.Namespace) -> int:
     warehouse = Path(args.warehouse or settings.WAREHOUSE.value())
     if not warehouse.is_file():
         print(f"{warehouse}: no warehouse here; run the pipeline first (make run)", file=sys.stderr)
-        return 2
-    with duckdb.connect(str(warehouse), read_only=True) as conn:
-        try:
+        return Exit.NOT_FOUND
+    try:
+        with duckdb.connect(str(warehouse), read_only=True) as conn:
             history = customer_history(conn, args.customer_id)
-        except NoHistoryError as error:
-            print(f"{warehouse}: {error}", file=sys.stderr)
-            return 2
+    except NoHistoryError as error:
+        print(f"{warehouse}: {error}", file=sys.stderr)
+        return Exit.NOT_FOUND
+    except duckdb.IOException as error:
+        if classify(str(error)) != Exit.BUSY:
+            raise
+        print(f"{warehouse}: {_SENTENCES[Exit.BUSY]}{_holder(str(error))}", file=sys.stderr)
+        return Exit.BUSY
     if history.empty:
         print(f"customer {args.customer_id}: not in any recorded run of {warehouse}", file=sys.stderr)
-        return 1
+        return Exit.NOT_FOUND
     print(f"customer {args.customer_id}: {len(history)} recorded run(s) in {warehouse}")
     with pd.option_context("display.width", 200, "display.max_columns", None):
         print(history.drop(columns="customer_id").to_string(index=False))
-    return 0
+    return Exit.OK
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m retail_seg", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m retail_seg",
+        description=__doc__,
+        epilog="exit codes: "
+        + ", ".join(f"{code.value} {code.name.lower().replace('_', ' ')}" for code in Exit),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     synthesize = commands.add_parser("synthesize", help="write the seeded default data set")
@@ -105,4 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     customer.set_defaults(handler=_audit_customer)
 
     args = parser.parse_args(argv)
-    return args.handler(args)
+    try:
+        return int(args.handler(args))
+    except OSError as error:  # outside any step: the instance's folder, say
+        kind = classify(str(error))
+        if kind is None:
+            raise
+        print(f"{_SENTENCES[kind]}: {error}", file=sys.stderr)
+        return kind

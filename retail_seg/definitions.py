@@ -3,28 +3,17 @@
 import dagster as dg
 
 from retail_seg import settings
-from retail_seg.defs import audit, eda, ingest, marts, reports, staging
-from retail_seg.defs.automation import landing_sensor, nightly_schedule
+from retail_seg.defs.automation import dead_runs_sensor, landing_sensor, nightly_schedule
+from retail_seg.defs.publication import BUILT, publication
 from retail_seg.defs.resources import production_resources
 
-ASSETS = [
-    ingest.raw_transactions,
-    staging.staged_transactions,
-    staging.customers,
-    marts.customer_features,
-    eda.eda_summary,
-    marts.model_features,
-    marts.segmentation,
-    marts.segment_profiles,
-    reports.segment_report,
-    audit.segment_history,
-    audit.segment_migration,
-]
+ASSETS = [*BUILT, publication]
 
 segmentation_job = dg.define_asset_job(
     "segment_customers",
     selection=dg.AssetSelection.all(),
-    description="Load the source, clean it, build features, segment every customer, report, record the run.",
+    description="Load the source, clean it, build features, segment every customer, report, record the run, "
+    "and publish it all at once.",
 )
 
 
@@ -34,7 +23,7 @@ def build_definitions(timezone: str = "UTC") -> dg.Definitions:
         assets=ASSETS,
         jobs=[segmentation_job],
         schedules=[nightly_schedule(segmentation_job.name, timezone)],
-        sensors=[landing_sensor(segmentation_job.name)],
+        sensors=[landing_sensor(segmentation_job.name), dead_runs_sensor()],
         resources=production_resources(),
         # One process for the whole run: a process per step costs seconds of imports each (FIELD-NOTES.md).
         executor=dg.in_process_executor,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 
 from retail_seg.definitions import ASSETS
-from retail_seg.defs.resources import ReportsFolder, SourceFile, Warehouse
+from retail_seg.defs.resources import LandingFolder, SourceFile, Warehouse
 
 # Every asset of the graph, named here rather than read from the definitions so a lost asset fails.
 ALL_ASSETS = {
@@ -26,6 +27,7 @@ ALL_ASSETS = {
     "segment_report",
     "segment_history",
     "segment_migration",
+    "publication",
 }
 
 
@@ -33,8 +35,8 @@ def materialize_all(source: Path, workdir: Path, run_config: dict | None = None)
     """Materialize every asset on `source`, writing under `workdir`."""
     resources = {
         "source": SourceFile(path=str(source)),
-        "warehouse": Warehouse(database=str(workdir / "warehouse.duckdb")),
-        "reports": ReportsFolder(path=str(workdir / "reports")),
+        "landing": LandingFolder(path=str(workdir / "incoming")),
+        "warehouse": Warehouse(database=str(workdir / "warehouse.duckdb"), reports=str(workdir / "reports")),
     }
     return dg.materialize(ASSETS, resources=resources, run_config=run_config, raise_on_error=False)
 
@@ -43,3 +45,12 @@ def query(workdir: Path, sql: str) -> list[tuple]:
     """Read the warehouse left by a run."""
     with duckdb.connect(str(workdir / "warehouse.duckdb"), read_only=True) as conn:
         return conn.execute(sql).fetchall()
+
+
+def folder_digest(folder: Path) -> dict[str, str]:
+    """Every file under `folder` (through links) and the SHA-256 of its bytes: equal means the same folder."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }

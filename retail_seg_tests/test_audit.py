@@ -77,5 +77,7 @@ def test_audit_customer_prints_every_run(two_runs, capsys):
 
 def test_audit_customer_unknown_is_not_found(two_runs, capsys):
     workdir, *_ = two_runs
-    assert main(["audit", "customer", "nobody", "--warehouse", str(workdir / "warehouse.duckdb")]) == 1
+    assert (
+        main(["audit", "customer", "nobody", "--warehouse", str(workdir / "warehouse.duckdb")]) == 66
+    )  # not found
     assert "not in any recorded run" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import time
 import dagster as dg
 import pytest
 
-from retail_seg.core.landing import scan_landing
+from retail_seg.core.landing import Scan, scan_landing
 from retail_seg.definitions import build_definitions, segmentation_job
 from retail_seg.defs.automation import landing_sensor
 from retail_seg.defs.resources import LandingFolder
@@ -64,11 +64,11 @@ def test_sensor_runs_each_new_content_once(tick, tmp_path):
 
 def test_files_still_being_written_wait_for_the_next_look(tmp_path):
     (tmp_path / "export.csv").write_text("a\n")
-    arrivals, seen = scan_landing(tmp_path, {}, now=time.time(), settle_seconds=60)
-    assert arrivals == [] and seen["files"] == {}
-    arrivals, _ = scan_landing(tmp_path, seen, now=time.time() + 61, settle_seconds=60)
-    assert [a.path.name for a in arrivals] == ["export.csv"]
+    scan = scan_landing(tmp_path, {}, now=time.time(), settle_seconds=60)
+    assert scan.arrivals == [] and scan.seen["files"] == {}
+    later = scan_landing(tmp_path, scan.seen, now=time.time() + 61, settle_seconds=60)
+    assert [a.path.name for a in later.arrivals] == ["export.csv"]
 
 
 def test_missing_landing_folder_is_quiet(tmp_path):
-    assert scan_landing(tmp_path / "absent", {}, now=time.time()) == ([], {"files": {}, "digests": []})
+    assert scan_landing(tmp_path / "absent", {}, now=time.time()) == Scan([], [], {"files": {}})

@@ -16,12 +16,12 @@ import pytest
 
 from retail_seg.core.synthetic import write_synthetic
 from retail_seg.core.warehouse import published_checksums
-from retail_seg_tests.pipeline import ALL_ASSETS, materialize_all, query
+from retail_seg_tests.pipeline import ALL_ASSETS, folder_digest, materialize_all, query
 
 
 @pytest.fixture(scope="module")
 def good(tmp_path_factory):
-    """A warehouse after a good run on a small synthetic export, and that export as text."""
+    """A warehouse and report after a good run on a small synthetic export, and that export as text."""
     workdir = tmp_path_factory.mktemp("good")
     source, _ = write_synthetic(workdir / "source", customers=400, seed=5)
     result = materialize_all(source, workdir)
@@ -29,16 +29,17 @@ def good(tmp_path_factory):
     with duckdb.connect(str(workdir / "warehouse.duckdb"), read_only=True) as conn:
         checksums = published_checksums(conn)
     frame = pd.read_csv(source, dtype=str, keep_default_na=False)
-    return workdir, checksums, frame
+    return workdir, checksums, frame, folder_digest(workdir / "reports")
 
 
 @pytest.fixture
 def case(good, tmp_path):
-    """Run the pipeline on a bad file against a copy of the good warehouse."""
-    workdir, _, _ = good
+    """Run the pipeline on a bad file against a copy of the good warehouse and report."""
+    workdir = good[0]
 
     def run(path: Path) -> tuple[dg.ExecuteInProcessResult, Path]:
         shutil.copy(workdir / "warehouse.duckdb", tmp_path / "warehouse.duckdb")
+        shutil.copytree(workdir / "reports", tmp_path / "reports", dirs_exist_ok=True)
         return materialize_all(path, tmp_path), tmp_path
 
     return run
@@ -61,29 +62,26 @@ def _checksums(workdir: Path) -> dict:
         return published_checksums(conn)
 
 
-# What a run refused at the features gate has already published: the layers upstream, which passed theirs.
-STAGED_ASSETS = {"raw_transactions", "clean_transactions", "rejected_rows", "customers"}
-STAGED_TABLES = {
-    "raw.transactions",
-    "raw.loads",
-    "staging.transactions",
-    "staging.rejected_rows",
-    "staging.customers",
+# What a run refused at a gate built before it: the steps upstream, which passed theirs, in the run's own
+# copy of the warehouse, which is never published.
+UPSTREAM = {
+    "staging": {"raw_transactions"},
+    "features": {"raw_transactions", "clean_transactions", "rejected_rows", "customers"},
 }
 
 
-def assert_refused(result, workdir, good, gate: str, *words: str, upstream_published: bool = False):
-    """The run failed at `gate` saying `words`; every table past the gate is as the good run left it."""
+def assert_refused(result, workdir, good, gate: str, *words: str):
+    """The run failed at `gate` saying `words`, and published nothing: every table and the report folder
+    are exactly as the good run left them."""
     assert not result.success
     failed = _failed_checks(result)
     assert list(failed) == [f"{gate}_gate"]
     for word in words:
         assert word in failed[f"{gate}_gate"]
-    assert _materialized(result) == (STAGED_ASSETS if upstream_published else set())
-    before, after = good[1], _checksums(workdir)
-    kept = set(before) - (STAGED_TABLES if upstream_published else set())
-    assert "marts.customer_segments" in kept
-    assert {t: after[t] for t in kept} == {t: before[t] for t in kept}
+    assert _materialized(result) == UPSTREAM.get(gate, set())
+    assert "marts.customer_segments" in good[1]
+    assert _checksums(workdir) == good[1]
+    assert folder_digest(workdir / "reports") == good[3]
 
 
 def _write(frame: pd.DataFrame, path: Path) -> Path:
@@ -160,22 +158,30 @@ def test_all_rows_cancelled(case, good, tmp_path):
         invoice_no="C" + frame["invoice_no"], quantity="-" + frame["quantity"].str.lstrip("-")
     )
     result, workdir = case(_write(cancelled, tmp_path / "cancelled.csv"))
-    assert_refused(
-        result, workdir, good, "features", "at least 3 customers", "0 customers", upstream_published=True
-    )
-    [(returns, lines)] = query(
-        workdir, "SELECT count(*) FILTER (WHERE is_return), count(*) FROM staging.transactions"
-    )
-    assert returns == lines > 0
+    assert_refused(result, workdir, good, "features", "at least 3 customers", "0 customers")
+    # Staging passed them all as returns, in the run's own copy: there was nothing bought to segment.
+    [staged] = [
+        e.materialization.metadata["dagster/row_count"].value
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "clean_transactions"
+    ]
+    assert 0 < staged <= len(cancelled)
 
 
 def test_one_customer_only(case, good, tmp_path):
     frame = good[2]
     one = frame[frame["customer_id"] == frame.loc[frame["customer_id"] != "", "customer_id"].iloc[0]]
     result, workdir = case(_write(one, tmp_path / "one.csv"))
-    assert_refused(
-        result, workdir, good, "features", "at least 3 customers", "1 customers", upstream_published=True
-    )
+    assert_refused(result, workdir, good, "features", "at least 3 customers", "1 customers")
+
+
+def test_two_digit_years_are_refused_at_the_staging_gate(case, good, tmp_path):
+    """Dates that parse, but as the year 24: out of range, most lines rejected, the staging gate refuses."""
+    frame = good[2]
+    parsed = pd.to_datetime(frame["invoice_date"])
+    two_digit = frame.assign(invoice_date=parsed.dt.strftime("%-m/%-d/%y %H:%M"))
+    result, workdir = case(_write(two_digit, tmp_path / "two_digit_years.csv"))
+    assert_refused(result, workdir, good, "staging", "at most 75% of lines rejected", "(100.0%)")
 
 
 # Files that load, with the bad lines rejected for their rule -----------------------------------------
@@ -243,7 +249,7 @@ def test_non_utf8_bytes_are_read_as_latin1(case, tmp_path):
 
 
 def test_duplicated_file_contents_count_once(case, good, tmp_path):
-    workdir_good, before, frame = good
+    workdir_good, before, frame, _ = good
     doubled = pd.concat([frame, frame], ignore_index=True)
     result, workdir = case(_write(doubled, tmp_path / "twice.csv"))
     assert result.success
@@ -261,7 +267,7 @@ def test_duplicated_file_contents_count_once(case, good, tmp_path):
 
 
 def test_same_file_loaded_twice_gives_the_same_tables(case, good):
-    workdir_good, before, _ = good
+    workdir_good, before, *_ = good
     source = workdir_good / "source" / "transactions.csv"
     result, workdir = case(source)
     assert result.success
@@ -296,7 +302,7 @@ def test_outlier_heavy_file(case, good, tmp_path):
 
 
 def test_bom_crlf_and_quoted_commas_read_like_a_plain_file(case, good, tmp_path):
-    _, before, frame = good
+    _, before, frame, _ = good
     quoted = frame.assign(description=frame["description"].str.replace("HOLDER", "HOLDER, WHITE"))
     path = tmp_path / "windows.csv"
     quoted.to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\r\n")

@@ -16,7 +16,7 @@ import pytest
 from retail_seg.core.synthetic import write_synthetic
 from retail_seg.core.tables import FIGURES, SCHEMAS
 from retail_seg.definitions import ASSETS
-from retail_seg.defs.resources import ReportsFolder, SourceFile, Warehouse
+from retail_seg.defs.resources import LandingFolder, SourceFile, Warehouse
 
 TABLE = r"\b(?:" + "|".join(SCHEMAS) + r")\.[A-Za-z_][A-Za-z0-9_]*"
 WRITE = re.compile(
@@ -89,8 +89,10 @@ def traced(tmp_path_factory):
         ASSETS,
         resources={
             "source": SourceFile(path=str(source)),
-            "warehouse": TracingWarehouse(database=str(workdir / "warehouse.duckdb")),
-            "reports": ReportsFolder(path=str(workdir / "reports")),
+            "landing": LandingFolder(path=str(workdir / "incoming")),
+            "warehouse": TracingWarehouse(
+                database=str(workdir / "warehouse.duckdb"), reports=str(workdir / "reports")
+            ),
         },
     )
     assert result.success

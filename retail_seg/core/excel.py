@@ -17,18 +17,22 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def workbook_to_csv(path: Path, out: Path) -> Path:
+def workbook_to_csv(path: Path, out: Path, name: str | None = None) -> Path:
     """Write every sheet of a workbook, in order, under the first sheet's header; return `out`.
+
+    `name` is the workbook's name for messages (the file read may be a snapshot of it).
 
     Exports split across sheets (UCI Online Retail II has one per year) load as one table. A sheet
     whose header differs from the first one's is an error naming both, not a silent misalignment.
     """
     from openpyxl import load_workbook
 
+    name = name or path.name
+
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
     except Exception as error:  # openpyxl raises several unrelated types for a file that is not a workbook
-        raise SourceFormatError(f"{path.name}: not a readable Excel workbook: {error}") from error
+        raise SourceFormatError(f"{name}: not a readable Excel workbook: {error}") from error
     header: list[str] | None = None
     try:
         with out.open("w", newline="", encoding="utf-8") as handle:
@@ -44,7 +48,7 @@ def workbook_to_csv(path: Path, out: Path) -> Path:
                     writer.writerow(header)
                 elif [n.lower() for n in names] != [h.lower() for h in header]:
                     raise SourceFormatError(
-                        f"{path.name}: sheet '{sheet.title}' has columns {', '.join(names)}; "
+                        f"{name}: sheet '{sheet.title}' has columns {', '.join(names)}; "
                         f"the first sheet has {', '.join(header)}"
                     )
                 for row in rows:
@@ -53,5 +57,5 @@ def workbook_to_csv(path: Path, out: Path) -> Path:
     finally:
         workbook.close()
     if header is None:
-        raise SourceFormatError(f"{path.name}: the workbook has no rows")
+        raise SourceFormatError(f"{name}: the workbook has no rows")
     return out

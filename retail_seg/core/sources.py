@@ -44,16 +44,39 @@ class LoadedSource:
         return ", ".join(dict.fromkeys(self.encodings))
 
 
-def _reader_sql(path: Path, encoding: str = "utf-8") -> str:
+# The careful CSV reader's longest line: far past any real export line, and DuckDB holds it in memory.
+MAX_LINE_BYTES = 64 * 1024 * 1024
+
+
+def _reader_sql(path: Path, encoding: str = "utf-8", careful: bool = False) -> str:
     if path.suffix.lower() == ".parquet":
         return "read_parquet(?, file_row_number = true)"
     # null_padding: a line cut short (a truncated export) reads with NULLs in its missing columns, so
-    # staging rejects that one line instead of the sniffer misreading the whole file.
-    return f"read_csv(?, all_varchar = true, header = true, null_padding = true, encoding = '{encoding}')"
+    # staging rejects that one line instead of the sniffer misreading the whole file. DuckDB's fast
+    # parallel reader cannot combine it with a line break inside quotes, nor read a line over 2 MB: the
+    # careful reader (one thread) can, and is used only for a file the fast one refuses.
+    options = f"all_varchar = true, header = true, null_padding = true, encoding = '{encoding}'"
+    if careful:
+        options += f", parallel = false, max_line_size = {MAX_LINE_BYTES}"
+    return f"read_csv(?, {options})"
 
 
 def _first_line(error: Exception) -> str:
     return str(error).strip().splitlines()[0]
+
+
+def _csv_reason(error: Exception) -> str:
+    """DuckDB's reason for refusing a CSV, with the line it names but without the line's content (which
+    could be anything a file holds) or the reader's option dump."""
+    lines = [line.strip() for line in str(error).strip().splitlines()]
+    where = lines[0].split("Error: ", 1)[-1]
+    reason = []
+    for line in lines[1:]:
+        if line.startswith(("file =", "Possible Solution", "LINE ")):
+            break
+        if line and not line.startswith("Original Line"):
+            reason.append(line)
+    return f"{where}: {' '.join(reason)}" if reason else where
 
 
 def _quote(identifier: str) -> str:
@@ -101,32 +124,52 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def source_sha256(files: list[Path]) -> str:
+def snapshot(path: Path, folder: Path) -> tuple[Path, str, int]:
+    """Copy a file into `folder`, hashing its bytes as they are copied; return the copy, its SHA-256 and
+    its size. What is loaded and what is recorded are then the same bytes, however the file changes
+    meanwhile (an export still being written, a file replaced under its name)."""
+    digest = hashlib.sha256()
+    copy = folder / f"{len(list(folder.iterdir()))}{path.suffix.lower()}"
+    size = 0
+    with path.open("rb") as source, copy.open("wb") as target:
+        for block in iter(lambda: source.read(1 << 20), b""):
+            digest.update(block)
+            target.write(block)
+            size += len(block)
+    return copy, digest.hexdigest(), size
+
+
+def source_sha256(names_and_digests: list[tuple[str, str]]) -> str:
     """One checksum for a source: the file's own, or over each file's name and checksum for several."""
-    if len(files) == 1:
-        return file_sha256(files[0])
-    listing = "\n".join(f"{path.name}:{file_sha256(path)}" for path in files)
+    if len(names_and_digests) == 1:
+        return names_and_digests[0][1]
+    listing = "\n".join(f"{name}:{digest}" for name, digest in names_and_digests)
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
-def load_raw(conn: duckdb.DuckDBPyConnection, source: Path, load_id: str) -> LoadedSource:
+def load_raw(
+    conn: duckdb.DuckDBPyConnection, source: Path, load_id: str, scratch: Path | None = None
+) -> LoadedSource:
     """Build `raw.transactions`'s candidate from a source: canonical names, every value as text.
 
     Keeping text means nothing is lost or coerced at the door; staging decides what parses, and
     rejected rows keep the values exactly as the file had them. Several files load as one source and
     must share a format; lines repeated across overlapping exports are left for staging's duplicate
-    rule, so an invoice in two files counts once.
+    rule, so an invoice in two files counts once. Each file is read from a snapshot taken under
+    `scratch` (a temporary folder by default), whose checksum is the one recorded.
     """
     files = source_files(Path(source))
     formats: list[SourceFormat] = []
-    encodings = []
-    with tempfile.TemporaryDirectory(prefix="retail_seg_") as scratch:
+    encodings, digests, size = [], [], 0
+    with tempfile.TemporaryDirectory(prefix="retail_seg_", dir=scratch) as folder:
         for index, path in enumerate(files):
-            readable = path
+            readable, digest, file_size = snapshot(path, Path(folder))
+            digests.append((path.name, digest))
+            size += file_size
             if path.suffix.lower() in EXCEL_SUFFIXES:
                 # DuckDB's Excel reader is an extension that cannot be downloaded here, so workbooks are
                 # streamed to CSV first (every sheet, in order), never held in memory whole.
-                readable = workbook_to_csv(path, Path(scratch) / f"{index}.csv")
+                readable = workbook_to_csv(readable, Path(folder) / f"{index}.csv", name=path.name)
             fmt, encoding = _load_file(conn, path, readable, load_id, append=index > 0)
             if formats and fmt != formats[0]:
                 raise SourceFormatError(
@@ -136,21 +179,14 @@ def load_raw(conn: duckdb.DuckDBPyConnection, source: Path, load_id: str) -> Loa
             formats.append(fmt)
             encodings.append(encoding)
     rows = row_count(conn, RAW_TRANSACTIONS.candidate)
-    loaded = LoadedSource(tuple(files), formats[0], source_sha256(files), rows, tuple(encodings))
+    loaded = LoadedSource(tuple(files), formats[0], source_sha256(digests), rows, tuple(encodings))
     build_candidate(
         conn,
         RAW_LOADS,
         "SELECT ? AS load_id, ? AS source, ? AS source_sha256, ? AS source_format, "
-        "CAST(? AS VARCHAR[]) AS encodings, CAST(? AS VARCHAR[]) AS files, CAST(? AS BIGINT) AS lines",
-        [
-            load_id,
-            str(source),
-            loaded.sha256,
-            loaded.format.name,
-            list(encodings),
-            [str(f) for f in files],
-            rows,
-        ],
+        "CAST(? AS VARCHAR[]) AS encodings, CAST(? AS VARCHAR[]) AS files, CAST(? AS BIGINT) AS bytes, "
+        "CAST(? AS BIGINT) AS lines",
+        [load_id, str(source), loaded.sha256, fmt.name, encodings, [str(f) for f in files], size, rows],
     )
     return loaded
 
@@ -158,21 +194,35 @@ def load_raw(conn: duckdb.DuckDBPyConnection, source: Path, load_id: str) -> Loa
 def _load_file(
     conn: duckdb.DuckDBPyConnection, path: Path, readable: Path, load_id: str, append: bool
 ) -> tuple[SourceFormat, str]:
-    """Add one file's lines to the candidate, trying each text encoding in turn."""
-    encodings = CSV_ENCODINGS if readable.suffix.lower() in CSV_SUFFIXES else ("binary",)
+    """Add one file's lines to the candidate, trying each text encoding in turn, and for a CSV the fast
+    parallel reader before the careful one."""
+    is_csv = readable.suffix.lower() in CSV_SUFFIXES
+    encodings = CSV_ENCODINGS if is_csv else ("binary",)
     for encoding in encodings:
-        try:
-            return _select_into_candidate(conn, path, readable, load_id, encoding, append), encoding
-        except duckdb.Error as error:
-            if "unicode" not in str(error).lower() or encoding == encodings[-1]:
-                raise SourceFormatError(f"{path.name}: cannot be read: {_first_line(error)}") from error
-    raise AssertionError("unreachable: the last encoding either loads or raises")
+        for careful in (False, True) if is_csv else (False,):
+            try:
+                fmt = _select_into_candidate(conn, path, readable, load_id, encoding, append, careful)
+                return fmt, encoding
+            except duckdb.Error as error:
+                if "unicode" in str(error).lower() and encoding != encodings[-1]:
+                    break  # the next encoding
+                if is_csv and not careful and "CSV Error" in str(error):
+                    continue  # the careful reader
+                reason = _csv_reason(error) if is_csv else _first_line(error)
+                raise SourceFormatError(f"{path.name}: cannot be read: {reason}") from error
+    raise AssertionError("unreachable: the last reader either loads or raises")
 
 
 def _select_into_candidate(
-    conn: duckdb.DuckDBPyConnection, path: Path, readable: Path, load_id: str, encoding: str, append: bool
+    conn: duckdb.DuckDBPyConnection,
+    path: Path,
+    readable: Path,
+    load_id: str,
+    encoding: str,
+    append: bool,
+    careful: bool,
 ) -> SourceFormat:
-    reader = _reader_sql(readable, encoding)
+    reader = _reader_sql(readable, encoding, careful)
     header = [row[0] for row in conn.execute(f"DESCRIBE SELECT * FROM {reader}", [str(readable)]).fetchall()]
     # Parquet numbers its rows as it reads, in parallel; a CSV's line order needs a window over the scan.
     line_number = "file_row_number + 1" if "file_row_number" in header else "row_number() OVER ()"

@@ -107,6 +107,7 @@ RAW_LOADS = Table(
         "source_format": "the export format recognised from the header",
         "encodings": "the text encoding of each file, in order",
         "files": "the files loaded, in order",
+        "bytes": "bytes loaded, over every file",
         "lines": "lines loaded",
     },
 )

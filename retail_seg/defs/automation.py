@@ -7,8 +7,10 @@ import dagster as dg
 
 from retail_seg.core.landing import scan_landing
 from retail_seg.defs.resources import LandingFolder
+from retail_seg.defs.runs import release_dead_runs
 
 NIGHTLY_CRON = "0 2 * * *"
+SHA256_TAG = "retail_seg/sha256"
 SETTLE_SECONDS = 10.0
 
 
@@ -24,6 +26,12 @@ def nightly_schedule(job_name: str, timezone: str) -> dg.ScheduleDefinition:
     )
 
 
+def _last_run_failed(instance: dg.DagsterInstance, sha256: str) -> bool:
+    """Whether the latest run on this content failed (a content never run, or run well, is not retried)."""
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={SHA256_TAG: sha256}), limit=1)
+    return bool(runs) and runs[0].status == dg.DagsterRunStatus.FAILURE
+
+
 def landing_sensor(job_name: str, settle_seconds: float = SETTLE_SECONDS) -> dg.SensorDefinition:
     """A sensor that starts one run per new or changed file in the landing folder."""
 
@@ -32,18 +40,51 @@ def landing_sensor(job_name: str, settle_seconds: float = SETTLE_SECONDS) -> dg.
         job_name=job_name,
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="One run per new or changed export in the landing folder, keyed by its SHA-256.",
+        description="One run per new or changed export in the landing folder, keyed by its SHA-256; a "
+        "file whose run failed runs again when it changes or is touched.",
     )
     def incoming_files(context: dg.SensorEvaluationContext, landing: LandingFolder):
-        seen = json.loads(context.cursor) if context.cursor else {}
-        arrivals, seen = scan_landing(landing.resolve(), seen, now=time.time(), settle_seconds=settle_seconds)
-        for arrival in arrivals:
+        before = json.loads(context.cursor) if context.cursor else {}
+        scan = scan_landing(landing.resolve(), before, now=time.time(), settle_seconds=settle_seconds)
+        for reason in scan.ignored:
+            context.log.info(reason)
+        # Contents already requested, by a file still here: the same content under a second name waits.
+        requested = {
+            entry[2] for path, entry in before.get("files", {}).items() if path in scan.seen["files"]
+        }
+        for arrival in scan.arrivals:
+            if arrival.sha256 in requested and not _last_run_failed(context.instance, arrival.sha256):
+                continue
+            requested.add(arrival.sha256)
+            retry = _last_run_failed(context.instance, arrival.sha256)
             yield dg.RunRequest(
-                # The checksum is the key: Dagster never launches the same key twice for this sensor.
-                run_key=arrival.sha256,
+                # The checksum is the key, and Dagster never launches one key twice for this sensor; a
+                # file whose run failed and which was changed or touched since gets a key of its own.
+                run_key=f"{arrival.sha256}:{arrival.mtime_ns}" if retry else arrival.sha256,
                 run_config={"ops": {"raw_transactions": {"config": {"source": str(arrival.path)}}}},
-                tags={"retail_seg/source": arrival.path.name, "retail_seg/sha256": arrival.sha256},
+                tags={"retail_seg/source": arrival.path.name, SHA256_TAG: arrival.sha256},
             )
-        context.update_cursor(json.dumps(seen))
+        context.update_cursor(json.dumps(scan.seen))
+        if not scan.arrivals:
+            return dg.SkipReason(f"no new or changed export in {landing.resolve()}")
 
     return incoming_files
+
+
+def dead_runs_sensor() -> dg.SensorDefinition:
+    """A sensor that releases runs whose process died, so the run queue and the schedule go on."""
+
+    @dg.sensor(
+        name="dead_runs",
+        minimum_interval_seconds=15,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Marks failed the runs whose process is gone (OOM, kill -9, reboot) and frees what "
+        "they held, so a dead run never blocks the queue.",
+    )
+    def dead_runs(context: dg.SensorEvaluationContext):
+        released = release_dead_runs(context.instance, context.log.info)
+        return dg.SkipReason(
+            f"released {len(released)} dead run(s): {', '.join(released)}" if released else "no dead runs"
+        )
+
+    return dead_runs

@@ -11,7 +11,7 @@ from retail_seg.core.sources import SourceFormatError, load_raw
 from retail_seg.core.tables import RAW_LOADS, RAW_TRANSACTIONS
 from retail_seg.defs.gates import Gate
 from retail_seg.defs.metadata import DATA_ENGINEERING, layer_tags
-from retail_seg.defs.resources import SourceFile, Warehouse
+from retail_seg.defs.resources import LandingFolder, SourceFile, Warehouse
 
 RAW_GATE = Gate(
     "raw_transactions",
@@ -56,13 +56,19 @@ def _unreadable(source: Path, error: SourceFormatError) -> GateResult:
     check_specs=[RAW_GATE.spec],
 )
 def raw_transactions(
-    context: dg.AssetExecutionContext, config: RawConfig, source: SourceFile, warehouse: Warehouse
+    context: dg.AssetExecutionContext,
+    config: RawConfig,
+    source: SourceFile,
+    landing: LandingFolder,
+    warehouse: Warehouse,
 ):
     """Every line of the source export, mapped to canonical column names and kept as text."""
-    path = Path(config.source).expanduser().resolve() if config.source else source.resolve()
+    path = Path(config.source).expanduser().absolute() if config.source else source.resolve()
     with warehouse.get_connection() as conn:
         try:
-            loaded = load_raw(conn, path, load_id=context.run.run_id)
+            loaded = load_raw(
+                conn, landing.admit(path), load_id=context.run.run_id, scratch=warehouse.scratch_folder()
+            )
         except SourceFormatError as error:
             yield from RAW_GATE.refuse(conn, _unreadable(path, error))
         gate = raw_gate(

@@ -4,7 +4,7 @@ import dagster as dg
 
 from retail_seg.core.report import build_segment_report
 from retail_seg.defs.metadata import ANALYTICS, layer_tags
-from retail_seg.defs.resources import ReportsFolder, Warehouse
+from retail_seg.defs.resources import Warehouse
 
 # The assets whose figures the report shows, each figure drawn once by the asset it belongs to.
 FIGURES_FROM = (
@@ -25,11 +25,11 @@ FIGURES_FROM = (
     owners=ANALYTICS,
     tags=layer_tags("reports"),
 )
-def segment_report(warehouse: Warehouse, reports: ReportsFolder) -> dg.MaterializeResult:
+def segment_report(warehouse: Warehouse) -> dg.MaterializeResult:
     """index.html: segments with recommendations, the choice of k and method, RFM grid, EDA, and figures."""
     with warehouse.get_connection() as conn:
         page = build_segment_report(conn, list(FIGURES_FROM))
-    path = page.write(reports.prepare())
+    path = page.write(warehouse.reports_folder())
     return dg.MaterializeResult(
         metadata={
             "dagster/uri": path.as_uri(),

@@ -1,7 +1,5 @@
-"""Resources: where the pipeline reads its source and writes its warehouse and reports."""
+"""Resources: where the pipeline reads its source and writes its warehouse and report."""
 
-import fcntl
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -11,7 +9,14 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from retail_seg import settings
+from retail_seg.core.formats import SourceFormatError
+from retail_seg.core.landing import is_regular_file_in
+from retail_seg.core.publication import HeldLock, Owner, Publications, Published, Workspace
 from retail_seg.core.synthetic import write_synthetic
+from retail_seg.defs.runs import PUBLICATION, release_dead_runs
+
+HELD = "warehouse held"
+RELEASED = "warehouse released"
 
 
 class SourceFile(dg.ConfigurableResource):
@@ -33,55 +38,131 @@ class SourceFile(dg.ConfigurableResource):
 
 
 class Warehouse(DuckDBResource):
-    """The DuckDB warehouse, with a memory ceiling: past it DuckDB spills to disk instead of growing."""
+    """The DuckDB warehouse and the report folder, published together at the end of each run.
 
+    Within a run every step works on the run's own copy (`core/publication.py`): the first step to open
+    the warehouse takes its lock (waiting for a run that holds it, and saying who) and copies the current
+    publication; the `publication` asset swaps the copy in at the end. Outside a run (tests, the
+    benchmark) a connection opens the current warehouse itself, under the same lock.
+    """
+
+    reports: str = Field(
+        default=settings.REPORTS.default,
+        description="Where the published report folder (index.html and its figures) appears: a link to "
+        "the current publication's.",
+    )
     memory_limit: str = Field(
         default=settings.MEMORY_LIMIT.default,
         description="DuckDB's memory limit, e.g. '2GB' or '8GB'; past it DuckDB spills to disk.",
     )
 
-    @contextmanager
-    def get_connection(self):
-        """The warehouse, held alone for as long as the connection is open, and closed however the block
-        ends (an asset that refuses raises inside it)."""
+    def publications(self) -> Publications:
+        return Publications(Path(self.database), Path(self.reports))
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """At the start of a run: refuse a selection that could not publish, record the process the run
+        executes in (so that if it dies the next run can tell), and release runs whose process died."""
+        run, instance = context.run, context.instance
+        if run is None or instance is None:
+            return
+        if run.asset_selection and PUBLICATION not in run.asset_selection:  # empty or None: everything
+            raise dg.Failure(
+                description="this run's selection leaves out `publication`: a run makes what it built "
+                "visible at its end, all together, so select `publication` too (or Materialize all)"
+            )
+        instance.add_run_tags(run.run_id, Owner.this_process(run.run_id).as_tags())
+        release_dead_runs(instance, context.log.info if context.log else print)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """At the end of a run that did not publish (a gate refused, a step failed): drop its workspace
+        and give the warehouse back. The current publication was never touched."""
+        held = _WORKSPACES.pop(context.run.run_id if context.run else "", None)
+        if held is not None:
+            workspace, lock = held
+            self.publications().discard(workspace)
+            lock.release()
+
+    def _workspace(self, run_id: str) -> Workspace:
+        """The run's workspace, begun on first use: the lock taken and the current publication copied."""
+        if run_id not in _WORKSPACES:
+            publications = self.publications()
+            lock = publications.lock(Owner.this_process(run_id))
+            waited = lock.acquire(on_wait=_log)
+            try:
+                workspace = publications.begin(run_id)
+            except BaseException:
+                lock.release()
+                raise
+            _WORKSPACES[run_id] = (workspace, lock)
+            _log(f"{HELD} by {run_id} (waited {waited:.1f} s); building in {workspace.directory}")
+            if workspace.cleared:
+                _log(f"removed what unpublished runs left behind: {', '.join(workspace.cleared)}")
+        return _WORKSPACES[run_id][0]
+
+    def _connect(self, database: Path) -> duckdb.DuckDBPyConnection:
         config = {"custom_user_agent": "dagster", **self.connection_config}
         if self.memory_limit:
             config["memory_limit"] = self.memory_limit
-        with _held_alone(self.database):
-            conn = duckdb.connect(self.database, config=config)
+        return duckdb.connect(str(database), config=config)
+
+    @contextmanager
+    def get_connection(self):
+        """A connection to this run's warehouse (outside a run: the current one, held alone), closed however
+        the block ends: an asset that refuses raises inside it."""
+        run_id = _run_id()
+        lock = None
+        if run_id is None:
+            publications = self.publications()
+            lock = publications.lock(Owner.this_process("(no run)"))
+            lock.acquire(on_wait=_log)
+            database = publications.live_database() or Path(self.database)
+        else:
+            database = self._workspace(run_id).database
+        try:
+            conn = self._connect(database)
             try:
                 yield conn
             finally:
                 conn.close()
-
-
-HELD = "warehouse held"
-RELEASED = "warehouse released"
-
-
-@contextmanager
-def _held_alone(database: str):
-    """Hold the warehouse alone: an exclusive lock on a file beside it, waited for, never failed on.
-
-    DuckDB lets one process open the file. The run queue orders the runs it launches, but runs started
-    outside it (two `python -m retail_seg run`s) would race for the file; this lock is what makes them
-    take turns, and a step that waits says so in its log. (A Dagster concurrency pool would do it
-    per step too, but its SQLite storage can hand one slot to two claims made at the same instant.)
-    """
-    if database in ("", ":memory:"):
-        yield
-        return
-    path = Path(database).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{path}.lock", "a") as handle:
-        start = time.monotonic()
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            _log(f"{HELD} (waited {time.monotonic() - start:.1f} s)")
-            yield
         finally:
-            _log(RELEASED)
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if lock is not None:
+                lock.release()
+
+    def reports_folder(self) -> Path:
+        """Where this run writes its report."""
+        run_id = _run_id()
+        if run_id is None:
+            return Path(self.reports).expanduser()
+        return self._workspace(run_id).reports
+
+    def scratch_folder(self) -> Path | None:
+        """Room for this run's temporary files (source snapshots), beside its warehouse."""
+        run_id = _run_id()
+        return None if run_id is None else self._workspace(run_id).directory
+
+    def publish(self, run_id: str) -> Published:
+        """Swap this run's workspace in as the current publication, then give the warehouse back."""
+        workspace, lock = _WORKSPACES.pop(run_id)
+        try:
+            with self._connect(workspace.database) as conn:
+                conn.execute("CHECKPOINT")
+            published = self.publications().publish(workspace)
+        finally:
+            lock.release()
+        _log(f"{RELEASED}: {run_id} is the current publication")
+        return published
+
+
+# The runs of this process that hold the warehouse: run id → (workspace, lock). A run executes its steps
+# in one process (the in-process executor), which holds the lock from its first step to its publication.
+_WORKSPACES: dict[str, tuple[Workspace, HeldLock]] = {}
+
+
+def _run_id() -> str | None:
+    try:
+        return dg.OpExecutionContext.get().run_id
+    except dg.DagsterInvariantViolationError:
+        return None
 
 
 def _log(message: str) -> None:
@@ -104,16 +185,15 @@ class LandingFolder(dg.ConfigurableResource):
     def resolve(self) -> Path:
         return Path(self.path).expanduser().resolve()
 
-
-class ReportsFolder(dg.ConfigurableResource):
-    """Folder that receives the figures and the HTML report."""
-
-    path: str = Field(default=settings.REPORTS.default, description="Where index.html and its figures go.")
-
-    def prepare(self) -> Path:
-        folder = Path(self.path).expanduser().resolve()
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
+    def admit(self, path: Path) -> Path:
+        """`path`, unless it is in the landing folder without being a regular file there (a link is never
+        followed out of the folder); a source configured elsewhere is the user's own choice."""
+        if path.parent.resolve() == self.resolve() and not is_regular_file_in(self.resolve(), path):
+            raise SourceFormatError(
+                f"{path.name}: not loaded: only regular files inside the landing folder are read, and "
+                "this is a link or not a file"
+            )
+        return path
 
 
 def _configured(setting: settings.Setting) -> str | dg.EnvVar:
@@ -130,8 +210,9 @@ def production_resources() -> dict[str, dg.ConfigurableResource]:
     return {
         "source": SourceFile(path=_configured(settings.SOURCE)),
         "warehouse": Warehouse(
-            database=_configured(settings.WAREHOUSE), memory_limit=_configured(settings.MEMORY_LIMIT)
+            database=_configured(settings.WAREHOUSE),
+            reports=_configured(settings.REPORTS),
+            memory_limit=_configured(settings.MEMORY_LIMIT),
         ),
-        "reports": ReportsFolder(path=_configured(settings.REPORTS)),
         "landing": LandingFolder(path=_configured(settings.INCOMING)),
     }

@@ -1,0 +1,302 @@
+"""A run's work becomes visible all at once, or not at all: publications, and the lock that orders them.
+
+A run never writes the published warehouse. It takes the warehouse's lock, copies the current
+publication into a folder of its own, builds everything there (tables and report), and at its end makes
+that folder the current publication by renaming one symbolic link. A refused or killed run leaves the
+current publication exactly as it was; its folder is a leftover the next run removes. The lock is a
+`flock`, which the kernel releases when its holder dies, so a dead run never blocks the next one. Beside
+the warehouse file `W` (e.g. `data/warehouse.duckdb`):
+
+    data/.warehouse.publications/
+        lock                         flock of the run building a publication; its content says who
+        current -> <run id>          the published state, swapped by one rename
+        <run id>/warehouse.duckdb    a run's warehouse
+        <run id>/reports/            a run's report folder
+    data/warehouse.duckdb -> .warehouse.publications/current/warehouse.duckdb
+    data/reports          -> .warehouse.publications/current/reports
+
+Readers open `W` read-only and always see one whole publication. A warehouse made before publications
+(a plain file) is taken as the first current publication and becomes a link on the first publish.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+DATABASE = "warehouse.duckdb"
+REPORTS = "reports"
+CURRENT = "current"
+LOCK = "lock"
+# Fault injection for the tests: a process whose RETAIL_SEG_FAULT_PAUSE names a point stops there, says so
+# on stderr, and waits to be killed.
+PAUSE_VARIABLE = "RETAIL_SEG_FAULT_PAUSE"
+PAUSED = "retail_seg paused at"
+
+
+def pause_point(point: str) -> None:
+    """Stop here when the fault-injection variable names this point (tests kill the process there)."""
+    if os.environ.get(PAUSE_VARIABLE) == point:
+        os.write(2, f"{PAUSED} {point}\n".encode())
+        time.sleep(3600)
+
+
+def _boot_id() -> str:
+    with contextlib.suppress(OSError):
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    return ""
+
+
+def _process_start(pid: int) -> str | None:
+    """When a process started (clock ticks since boot), which tells it from a later one with its pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The process a run executes in, identified so that another process can tell whether it still lives."""
+
+    run_id: str
+    pid: int
+    host: str
+    boot: str
+    process_start: str
+
+    @classmethod
+    def this_process(cls, run_id: str) -> Owner:
+        pid = os.getpid()
+        return cls(run_id, pid, socket.gethostname(), _boot_id(), _process_start(pid) or "")
+
+    def alive(self) -> bool | None:
+        """Whether the process still runs; None when it ran on another host, where this one cannot look."""
+        if self.host != socket.gethostname():
+            return None
+        if self.boot != _boot_id():
+            return False  # the machine restarted since
+        return _process_start(self.pid) == self.process_start
+
+    def describe(self) -> str:
+        return f"run {self.run_id} (pid {self.pid} on {self.host})"
+
+    def as_tags(self) -> dict[str, str]:
+        return {f"retail_seg/{key}": str(value) for key, value in asdict(self).items()}
+
+    @classmethod
+    def from_tags(cls, tags: dict[str, str]) -> Owner | None:
+        try:
+            return cls(
+                run_id=tags["retail_seg/run_id"],
+                pid=int(tags["retail_seg/pid"]),
+                host=tags["retail_seg/host"],
+                boot=tags["retail_seg/boot"],
+                process_start=tags["retail_seg/process_start"],
+            )
+        except (KeyError, ValueError):
+            return None
+
+
+class HeldLock:
+    """The warehouse's lock while a process holds it."""
+
+    def __init__(self, path: Path, owner: Owner):
+        self.path = path
+        self.owner = owner
+        self._handle = path.open("a+")
+
+    def acquire(self, on_wait: Callable[[str], None], notify_every: float = 30.0) -> float:
+        """Wait for the lock, saying every `notify_every` seconds who holds it; return the seconds waited."""
+        start = time.monotonic()
+        said = -notify_every
+        while True:
+            try:
+                fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                waited = time.monotonic() - start
+                if waited - said >= notify_every:
+                    on_wait(f"waiting for the warehouse: {self.holder()} holds it ({waited:.0f} s so far)")
+                    said = waited
+                time.sleep(0.2)
+        self._handle.seek(0)
+        self._handle.truncate()
+        self._handle.write(json.dumps(asdict(self.owner)))
+        self._handle.flush()
+        return time.monotonic() - start
+
+    def holder(self) -> str:
+        """Who the lock file says holds the warehouse."""
+        try:
+            return Owner(**json.loads(self.path.read_text())).describe()
+        except (OSError, ValueError, TypeError):
+            return "another process"
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._handle.seek(0)
+            self._handle.truncate()
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+        self._handle.close()
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where a run builds its publication."""
+
+    run_id: str
+    directory: Path
+    cleared: tuple[str, ...]
+
+    @property
+    def database(self) -> Path:
+        return self.directory / DATABASE
+
+    @property
+    def reports(self) -> Path:
+        return self.directory / REPORTS
+
+
+@dataclass(frozen=True)
+class Published:
+    """What a publish made visible, and what it replaced."""
+
+    run_id: str
+    database: Path
+    reports: Path
+    previous: str | None
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _link(path: Path, target: Path) -> None:
+    """Point `path` at `target` in one rename, whatever `path` was before (a link, a file, nothing)."""
+    relative = os.path.relpath(target, path.parent)
+    staged = path.with_name(f".{path.name}.link-{os.getpid()}")
+    staged.unlink(missing_ok=True)
+    staged.symlink_to(relative)
+    os.replace(staged, path)
+
+
+class Publications:
+    """The publications of one warehouse: which one is current, and how a run builds and swaps in its own."""
+
+    def __init__(self, warehouse: Path, reports: Path):
+        self.warehouse = Path(warehouse).expanduser().absolute()
+        self.reports = Path(reports).expanduser().absolute()
+        self.root = self.warehouse.parent / f".{self.warehouse.stem}.publications"
+
+    @property
+    def current(self) -> Path:
+        return self.root / CURRENT
+
+    def current_run(self) -> str | None:
+        """The run whose publication is current, if any."""
+        return os.readlink(self.current) if self.current.is_symlink() else None
+
+    def live_database(self) -> Path | None:
+        """The published warehouse file, if there is one yet."""
+        if self.current_run():
+            return self.current / DATABASE
+        return self._legacy_database()
+
+    def lock(self, owner: Owner) -> HeldLock:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return HeldLock(self.root / LOCK, owner)
+
+    def _legacy_database(self) -> Path | None:
+        """A warehouse from before publications: a plain file where the link will be."""
+        if self.warehouse.is_file() and not self.warehouse.is_symlink():
+            return self.warehouse
+        return None
+
+    def begin(self, run_id: str) -> Workspace:
+        """A folder for `run_id` holding a copy of the current publication, and no leftover of dead runs.
+
+        The caller holds the lock.
+        """
+        cleared = self._clear_leftovers(keep=run_id)
+        workspace = self.root / run_id
+        shutil.rmtree(workspace, ignore_errors=True)
+        (workspace / REPORTS).mkdir(parents=True)
+        base = self.current if self.current_run() else None
+        if base is not None:
+            shutil.copyfile(base / DATABASE, workspace / DATABASE)
+            shutil.copytree(base / REPORTS, workspace / REPORTS, dirs_exist_ok=True)
+        elif (legacy := self._legacy_database()) is not None:
+            shutil.copyfile(legacy, workspace / DATABASE)
+            wal = legacy.with_name(legacy.name + ".wal")
+            if wal.exists():
+                shutil.copyfile(wal, workspace / (DATABASE + ".wal"))
+            if self.reports.is_dir() and not self.reports.is_symlink():
+                shutil.copytree(self.reports, workspace / REPORTS, dirs_exist_ok=True)
+        return Workspace(run_id, workspace, tuple(cleared))
+
+    def _clear_leftovers(self, keep: str) -> list[str]:
+        """Remove every folder that is neither current nor `keep`'s: runs that died or were refused."""
+        current = self.current_run()
+        cleared = []
+        for entry in sorted(self.root.iterdir()):
+            if entry.name in (CURRENT, LOCK, current, keep) or entry.is_symlink():
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+                cleared.append(entry.name)
+            elif entry.name.startswith("."):
+                entry.unlink(missing_ok=True)  # a link staged by a process that died before renaming it
+        return cleared
+
+    def publish(self, workspace: Workspace) -> Published:
+        """Make the workspace the current publication in one rename, then remove the one it replaced.
+
+        The workspace's database must be closed. Everything is flushed to disk first, so that a crash of
+        the machine right after the rename finds the new publication whole.
+        """
+        for path in (workspace.database, *sorted(workspace.reports.rglob("*"))):
+            if path.is_file():
+                _fsync(path)
+        _fsync(workspace.reports)
+        _fsync(workspace.directory)
+        previous = self.current_run()
+        pause_point("before-swap")
+        _link(self.current, workspace.directory)
+        _fsync(self.root)
+        pause_point("after-swap")
+        self._link_user_paths()
+        if previous and previous != workspace.run_id:
+            shutil.rmtree(self.root / previous, ignore_errors=True)
+        return Published(workspace.run_id, self.warehouse, self.reports, previous)
+
+    def _link_user_paths(self) -> None:
+        """The configured warehouse and report paths point through `current`, made once (a warehouse from
+        before publications is replaced by its link here: its contents were the first base)."""
+        for path, name in ((self.warehouse, DATABASE), (self.reports, REPORTS)):
+            target = self.current / name
+            if path.is_symlink() and Path(os.readlink(path)) == Path(os.path.relpath(target, path.parent)):
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)  # a report folder from before publications, copied into the first one
+            _link(path, target)
+            if name == DATABASE:
+                for stale in (".wal", ".lock"):
+                    path.with_name(path.name + stale).unlink(missing_ok=True)
+
+    def discard(self, workspace: Workspace) -> None:
+        """Remove a workspace that will not be published."""
+        shutil.rmtree(workspace.directory, ignore_errors=True)
