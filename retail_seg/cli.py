@@ -30,8 +30,10 @@ class Exit(IntEnum):
 # What the operating system and DuckDB say, anywhere in an error's chain, for each kind of failure.
 _SIGNS = (
     (Exit.DISK_FULL, os.strerror(errno.ENOSPC)),
+    (Exit.DISK_FULL, "database or disk is full"),  # SQLite's words, for the Dagster instance
     (Exit.READ_ONLY, os.strerror(errno.EROFS)),
     (Exit.READ_ONLY, os.strerror(errno.EACCES)),
+    (Exit.READ_ONLY, "readonly database"),  # SQLite's words
     (Exit.BUSY, "Could not set lock"),
     (Exit.NOT_FOUND, "source file not found"),
 )
@@ -78,7 +80,7 @@ def _instance_home() -> Path:
 
 
 def _chain(error) -> str:
-    """An error's message and those of every error under it."""
+    """An error's message and those of every error under it, the root cause last."""
     messages = []
     while error is not None:
         messages.append(error.message.strip())
@@ -89,17 +91,17 @@ def _chain(error) -> str:
 def _failures(result) -> list[tuple[str, str, str]]:
     """(where, what went wrong in a sentence, the whole error chain) for each failure of a run: its
     steps, and what failed before any step (a resource that could not start)."""
-    failures = []
+    failures, run_level = [], []
     for event in result.all_events:
         data = event.event_specific_data
         if event.is_step_failure:
             chain = _chain(data.error)
             reason = data.user_failure_data.description if data.user_failure_data else None
-            failures.append((f"step {event.step_key}", reason or chain.splitlines()[0], chain))
+            failures.append((f"step {event.step_key}", reason or chain.splitlines()[-1], chain))
         elif getattr(data, "error", None) is not None and not event.step_key:
             chain = _chain(data.error)
-            failures.append(("run", chain.splitlines()[0], chain))
-    return failures
+            run_level.append(("the run", chain.splitlines()[-1], chain))
+    return failures or run_level
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -194,9 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
-    except OSError as error:  # outside any step: the instance's folder, say
-        kind = classify(str(error))
+    except Exception as error:  # outside any step: the Dagster instance's storage, say
+        kind = classify(f"{error}\n{error.__cause__}\n{error.__context__}")
         if kind is None:
             raise
-        print(f"{_SENTENCES[kind]}: {error}", file=sys.stderr)
+        print(f"{_SENTENCES[kind]}: {str(error).splitlines()[0]}", file=sys.stderr)
         return kind

@@ -8,9 +8,10 @@ import time
 import dagster as dg
 import pytest
 
+from retail_seg.core.formats import SourceFormatError
 from retail_seg.core.landing import Scan, scan_landing
 from retail_seg.definitions import build_definitions, segmentation_job
-from retail_seg.defs.automation import landing_sensor
+from retail_seg.defs.automation import SHA256_TAG, landing_sensor
 from retail_seg.defs.resources import LandingFolder
 
 
@@ -25,23 +26,39 @@ def test_nightly_schedule_runs_the_job_at_two_in_the_configured_timezone():
 
 
 @pytest.fixture
-def tick(tmp_path):
+def instance():
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+@pytest.fixture
+def tick(tmp_path, instance):
     """Evaluate the sensor once, carrying its cursor from tick to tick like the daemon does."""
     sensor = landing_sensor(segmentation_job.name, settle_seconds=0)
-    state = {"cursor": None}
+    state = {"cursor": None, "skipped": None}
 
     def evaluate() -> list[dg.RunRequest]:
-        with dg.instance_for_test() as instance:
-            context = dg.build_sensor_context(
-                instance=instance,
-                cursor=state["cursor"],
-                resources={"landing": LandingFolder(path=str(tmp_path))},
-            )
-            result = sensor.evaluate_tick(context)
-        state["cursor"] = result.cursor
+        context = dg.build_sensor_context(
+            instance=instance,
+            cursor=state["cursor"],
+            resources={"landing": LandingFolder(path=str(tmp_path))},
+        )
+        result = sensor.evaluate_tick(context)
+        state["cursor"], state["skipped"] = result.cursor, result.skip_message
         return result.run_requests
 
+    evaluate.state = state
     return evaluate
+
+
+def _failed_run(instance: dg.DagsterInstance, sha256: str) -> None:
+    """A run on this content that failed, as the sensor finds it in the instance."""
+
+    @dg.asset
+    def refused() -> None:
+        raise dg.Failure("refused")
+
+    dg.materialize([refused], instance=instance, tags={SHA256_TAG: sha256}, raise_on_error=False)
 
 
 def test_sensor_runs_each_new_content_once(tick, tmp_path):
@@ -60,6 +77,39 @@ def test_sensor_runs_each_new_content_once(tick, tmp_path):
     assert changed.run_key != request.run_key  # changed content: a new run
     (tmp_path / "notes.txt.bak").write_text("not an export")
     assert tick() == []
+    assert "no new or changed export" in tick.state["skipped"]  # an empty tick says why
+
+
+def test_a_file_whose_run_failed_runs_again_when_fixed_or_touched(tick, tmp_path, instance):
+    export = tmp_path / "export.csv"
+    export.write_text("invoice_no,quantity\n1,2\n")
+    [first] = tick()
+    _failed_run(instance, first.run_key)
+    assert tick() == []  # untouched: its run failed, but nothing says to try again
+    os.utime(export, (time.time() - 2, time.time() - 2))  # touched: asked to run it again
+    [again] = tick()
+    assert again.tags[SHA256_TAG] == first.run_key and again.run_key != first.run_key
+    shutil.copy(export, tmp_path / "renamed.csv")  # the same failed content under a new name runs too
+    [renamed] = tick()
+    assert renamed.tags[SHA256_TAG] == first.run_key and renamed.run_key not in (first.run_key, again.run_key)
+    export.write_text("invoice_no,quantity\n1,3\n")  # fixed: new content, a run of its own
+    os.utime(export, (time.time() - 1, time.time() - 1))
+    [fixed] = tick()
+    assert fixed.run_key != first.run_key
+
+
+def test_links_are_never_followed_out_of_the_landing_folder(tick, tmp_path, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside") / "secrets.csv"
+    outside.write_text("DB_PASSWORD=hunter2,API_KEY=abc\n1,2\n")
+    (tmp_path / "export.csv").symlink_to(outside)
+    assert tick() == []
+    scan = scan_landing(tmp_path, {}, now=time.time(), settle_seconds=0)
+    assert scan.arrivals == []
+    assert scan.ignored == ["export.csv: ignored, a link; only files inside the landing folder are read"]
+    # A run pointed at the link by hand is refused too, without a word of what the link leads to.
+    with pytest.raises(SourceFormatError, match="only regular files inside the landing folder") as refused:
+        LandingFolder(path=str(tmp_path)).admit(tmp_path / "export.csv")
+    assert "hunter2" not in str(refused.value) and "DB_PASSWORD" not in str(refused.value)
 
 
 def test_files_still_being_written_wait_for_the_next_look(tmp_path):

@@ -1,55 +1,55 @@
-"""Two runs launched together both succeed, taking turns on the warehouse, with no lock error."""
+"""Two runs on different sources started together both succeed, one after the other: what they publish,
+record and report is exactly what the same two runs give when run one after the other in that order."""
 
-import subprocess
-import sys
+import time
 
 import dagster as dg
 
 from retail_seg.core.synthetic import write_synthetic
 from retail_seg.defs.resources import HELD, RELEASED
-from retail_seg_tests.servers import REPO, project_environment
+from retail_seg_tests.pipeline import materialize_all, query
+from retail_seg_tests.runs import published_content, start_run
+from retail_seg_tests.servers import project_environment
 
 
-def test_two_runs_at_once_take_turns_on_the_warehouse(tmp_path, monkeypatch):
-    source, _ = write_synthetic(tmp_path / "source", customers=300, seed=4)
-    env = project_environment(tmp_path, source)
+def test_two_runs_at_once_publish_what_they_would_one_after_the_other(tmp_path, monkeypatch):
+    sources = {
+        "a": write_synthetic(tmp_path / "a", customers=300, seed=4)[0],
+        "b": write_synthetic(tmp_path / "b", customers=250, seed=7)[0],
+    }
+    together = tmp_path / "together"
+    env = project_environment(together, sources["a"])
     monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
     # The instance's storage exists before the runs, as it does after the first `make run` or `make ui`:
     # two processes creating a brand-new SQLite storage at the same moment race on its schema.
     dg.DagsterInstance.get().dispose()
-    command = [sys.executable, "-m", "retail_seg", "run"]
-    runs = [
-        subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        for _ in range(2)
-    ]
-    outputs = [run.communicate(timeout=300)[0] for run in runs]
-    for run, output in zip(runs, outputs, strict=True):
-        assert run.returncode == 0, output
-        assert "succeeded" in output
-        assert "Could not set lock" not in output and "IOException" not in output  # DuckDB's lock error
+    runs = []
+    for name in ("a", "b"):
+        runs.append(start_run(env, sources[name], tmp_path / f"{name}.log"))
+        time.sleep(0.3)
+    for run, name in zip(runs, "ab", strict=True):
+        assert run.wait(timeout=300) == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
+        assert "succeeded" in (tmp_path / f"{name}.log").read_text()
 
-    # Each step logs when it takes and gives back the warehouse; no two runs may hold it at once. (Step
-    # spans may overlap: Dagster's SQLite storage can give the pool's one slot to two claims racing at
-    # the same instant, which is why the warehouse has a file lock of its own.)
+    # Each run recorded its own source; their order is the order the warehouse lock gave them.
+    recorded = query(together, "SELECT run_id, source_file FROM audit.runs ORDER BY recorded_at")
+    assert sorted(source for _, source in recorded) == sorted(str(s) for s in sources.values())
+    [(published_source,)] = query(together, "SELECT source FROM raw.loads")
+    assert published_source == recorded[-1][1]
+
+    # The same two sources one after the other, in that order, in a warehouse of their own.
+    apart = tmp_path / "apart"
+    for _, source in recorded:
+        assert materialize_all(source, apart).success
+    assert published_content(together) == published_content(apart)
+
+    # And the two never held the warehouse at once: one took it only after the other gave it back.
     with dg.DagsterInstance.get() as instance:
-        records = instance.get_run_records()
-        assert len(records) == 2 and all(r.dagster_run.is_success for r in records)
-        sessions = []
-        for record in records:
-            messages = [
-                (log.timestamp, log.user_message)
-                for log in instance.all_logs(record.dagster_run.run_id)
-                if not log.is_dagster_event
-            ]
-            held = [t for t, message in messages if message.startswith(HELD)]
-            released = [t for t, message in messages if message == RELEASED]
-            assert len(held) == len(released) >= 11  # every step opens the warehouse
-            sessions += [
-                (start, end, record.dagster_run.run_id) for start, end in zip(held, released, strict=True)
-            ]
-    for start, end, run in sessions:
-        for other_start, other_end, other in sessions:
-            if run != other:
-                assert end <= other_start or other_end <= start, "two runs held the warehouse at once"
+        held = []
+        for run_id, _ in recorded:
+            logs = [(log.timestamp, log.user_message) for log in instance.all_logs(run_id)]
+            start = next(t for t, message in logs if message.startswith(HELD))
+            end = next(t for t, message in logs if message.startswith(RELEASED))
+            held.append((start, end))
+    (first_start, first_end), (second_start, second_end) = held
+    assert first_start < first_end <= second_start < second_end

@@ -1,10 +1,14 @@
 """Source formats are recognised from the header and load to the same canonical raw table."""
 
+import hashlib
+import threading
+import time
+
 import pandas as pd
 import pytest
 
-from retail_seg.core.sources import CANONICAL_COLUMNS, SourceFormatError, load_raw
-from retail_seg.core.tables import RAW_TRANSACTIONS
+from retail_seg.core.sources import CANONICAL_COLUMNS, SourceFormatError, csv_reason, load_raw
+from retail_seg.core.tables import RAW_LOADS, RAW_TRANSACTIONS
 from retail_seg.core.warehouse import publish, read_table
 from retail_seg_tests.conftest import write_csv
 
@@ -105,7 +109,8 @@ def test_unknown_header_names_file_columns_and_formats(conn, tmp_path):
         load_raw(conn, path, load_id="x")
     message = str(error.value)
     assert "mystery.csv" in message
-    assert "columns found: order, amount" in message
+    assert "the header has 2 columns, 0 of them" in message
+    assert "order" not in message.split("formats known")[0]  # the file's own names are not echoed
     assert "uci_online_retail (InvoiceNo" in message and "canonical (invoice_no" in message
 
 
@@ -119,3 +124,84 @@ def test_unsupported_extension_is_named(conn, tmp_path):
     path.write_text("{}")
     with pytest.raises(SourceFormatError, match=r"export.json: file type '.json' not supported"):
         load_raw(conn, path, load_id="x")
+
+
+# Valid CSV that the fast reader refuses, and a CSV that is broken -------------------------------------
+
+
+def _canonical_csv(path, descriptions: list[str]) -> list[list[str]]:
+    rows = [
+        [str(1000 + i), "A1", text, "2", "1.50", "2024-01-10 10:00:00", "c1", "UK"]
+        for i, text in enumerate(descriptions)
+    ]
+    write_csv(path, list(CANONICAL_COLUMNS), rows)
+    return rows
+
+
+def test_a_quoted_line_break_loads(conn, tmp_path):
+    path = tmp_path / "quoted.csv"
+    _canonical_csv(path, ["MUG", "MUG", "LANTERN,\nWITH A LINE BREAK", *["MUG"] * 20])
+    loaded, raw = _raw(conn, path)
+    assert loaded.rows == 23
+    assert raw.loc[raw["source_row"] == 3, "description"].item() == "LANTERN,\nWITH A LINE BREAK"
+    assert raw["source_row"].tolist() == list(range(1, 24))
+
+
+def test_a_five_megabyte_line_loads(conn, tmp_path):
+    path = tmp_path / "long.csv"
+    _canonical_csv(path, ["MUG", "x" * (5 * 1024 * 1024), "MUG"])
+    loaded, raw = _raw(conn, path)
+    assert loaded.rows == 3 and raw["description"].str.len().max() == 5 * 1024 * 1024
+
+
+def test_a_broken_csv_names_the_file_and_duckdbs_reason_not_the_content(conn, tmp_path):
+    path = tmp_path / "broken.csv"
+    _canonical_csv(path, ["MUG"] * 30)  # written with CRLF line ends...
+    with path.open("a") as handle:  # ...then a line with a bare LF and more fields, carrying a secret
+        handle.write("1003,A1,MUG,2,1.50,2024-01-10 10:00:00,c1,UK,hunter2\n")
+    with pytest.raises(SourceFormatError) as error:
+        load_raw(conn, path, load_id="x")
+    message = str(error.value)
+    assert message.startswith('broken.csv: cannot be read: Error when sniffing file "broken.csv"')
+    assert "not possible to automatically detect the CSV parsing dialect" in message  # DuckDB's reason
+    assert "hunter2" not in message and "retail_seg_" not in message  # no content, no snapshot path
+
+
+def test_csv_reasons_keep_duckdbs_line_and_drop_the_lines_content():
+    duckdb_said = (
+        "Invalid Input Error: CSV Error on Line: 7\nOriginal Line: 1,A,hunter2,2\n"
+        "Maximum line size of 2000000 bytes exceeded. Actual Size:5242905 bytes.\n\n"
+        "Possible Solution: Change the maximum length size\n\n  file = /tmp/x.csv\n  delimiter = ,"
+    )
+    assert csv_reason(Exception(duckdb_said)) == (
+        "CSV Error on Line: 7: Maximum line size of 2000000 bytes exceeded. Actual Size:5242905 bytes."
+    )
+
+
+def test_a_file_growing_while_it_loads_is_recorded_by_the_bytes_loaded(conn, tmp_path):
+    path = tmp_path / "growing.csv"
+    _canonical_csv(path, ["MUG"] * 2000)
+    line = "9999,A1,MUG,2,1.50,2024-01-10 10:00:00,c2,UK\r\n"  # the CRLF the file was written with
+    stop = threading.Event()
+
+    def keep_writing():
+        with path.open("a") as handle:
+            while not stop.is_set():
+                handle.write(line * 50)
+                handle.flush()
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        time.sleep(0.05)
+        loaded = load_raw(conn, path, load_id="x")
+    finally:
+        stop.set()
+        writer.join()
+    [(recorded, size, lines)] = conn.execute(
+        f"SELECT source_sha256, bytes, lines FROM {RAW_LOADS.candidate}"
+    ).fetchall()
+    loaded_bytes = path.read_bytes()[:size]
+    assert len(path.read_bytes()) > size  # it kept growing after the snapshot
+    assert recorded == loaded.sha256 == hashlib.sha256(loaded_bytes).hexdigest()
+    assert lines == len(loaded_bytes.splitlines()) - 1 == loaded.rows  # every line of those bytes, no other

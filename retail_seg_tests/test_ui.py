@@ -16,6 +16,7 @@ import pytest
 
 from retail_seg.core.synthetic import write_synthetic
 from retail_seg_tests.pipeline import ALL_ASSETS
+from retail_seg_tests.runs import kill_group, run_status, start_run, started_step, wait_for
 from retail_seg_tests.servers import REPO, VENV_BIN, free_port, project_environment, session_processes
 
 GATES = {
@@ -40,6 +41,7 @@ class Server:
         # What `make ui` runs: dg dev inside the project's environment, on loopback.
         env = {**project_environment(workdir, source), "VIRTUAL_ENV": str(VENV_BIN.parent)}
         env["PATH"] = f"{VENV_BIN}{os.pathsep}{env['PATH']}"
+        self.env, self.workdir, self.source = env, workdir, source
         self.process = subprocess.Popen(
             [str(VENV_BIN / "dg"), "dev", "-h", "127.0.0.1", "-p", str(self.port)],
             cwd=REPO,
@@ -111,8 +113,8 @@ def server(tmp_path_factory):
         assert leftovers == [], f"processes left behind after SIGINT: {leftovers}"
 
 
-@pytest.fixture(scope="module")
-def launched(server):
+def launch(server: Server, timeout: float = 240) -> str:
+    """Launch the job through the GraphQL API, as the UI's button does; return its id once it succeeded."""
     location = server.graphql(
         "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"
     )
@@ -139,15 +141,18 @@ def launched(server):
     )["launchRun"]
     assert launch["__typename"] == "LaunchRunSuccess", launch
     run_id = launch["run"]["runId"]
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + timeout
     status = "QUEUED"
     while status not in ("SUCCESS", "FAILURE", "CANCELED") and time.monotonic() < deadline:
         time.sleep(2)
-        status = server.graphql(f'{{ runOrError(runId: "{run_id}") {{ ... on Run {{ status }} }} }}')[
-            "runOrError"
-        ]["status"]
-    assert status == "SUCCESS"
+        status = server.graphql(RUN_STATUS, {"id": run_id})["runOrError"]["status"]
+    assert status == "SUCCESS", f"run {run_id} is {status} after {timeout} s"
     return run_id
+
+
+@pytest.fixture(scope="module")
+def launched(server):
+    return launch(server)
 
 
 def test_a_run_launched_from_the_ui_materializes_every_asset(server, launched):
@@ -196,3 +201,18 @@ def test_the_asset_graph_renders_in_a_browser(server, launched, tmp_path):
     for group in ("raw", "staging", "marts", "reports", "audit"):
         assert f">{group}<" in dom
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 20_000
+
+
+def test_a_dead_command_line_run_never_blocks_the_queue(server, launched, tmp_path):
+    """kill -9 of a CLI run leaves it STARTED in the instance: the daemon's dead_runs sensor releases it,
+    and the next run from the UI, queued behind it, succeeds unaided."""
+    process = start_run(server.env, server.source, tmp_path / "cli.log")
+    home = server.workdir / "dagster_home"
+    dead = wait_for(
+        lambda: started_step(home, "customer_features", [launched]), 120, "the CLI run's features"
+    )
+    kill_group(process)
+    start = time.monotonic()
+    after = launch(server, timeout=180)
+    assert run_status(home, dead).value == "FAILURE"
+    assert after != dead and time.monotonic() - start < 180

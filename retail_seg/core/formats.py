@@ -116,11 +116,19 @@ def detect_format(path: Path, header: list[str]) -> tuple[SourceFormat, dict[str
     closest = max(FORMATS, key=lambda f: sum(src.lower() in by_key for src in f.columns.values()))
     missing = [src for src in closest.columns.values() if src.lower() not in by_key]
     known = "; ".join(f.describe() for f in FORMATS)
+    # The header's own names are never repeated: a file that is not an export (a key file linked in by
+    # mistake) could carry anything there. The expected names and a count say enough to fix it.
     raise SourceFormatError(
         f"{path.name}: header not recognised; closest format {closest.name} is missing column"
         f"{'s' if len(missing) > 1 else ''} {', '.join(repr(m) for m in missing)}; "
-        f"columns found: {', '.join(header) or '(none)'}; formats known: {known}"
+        f"the header has {len(header)} column{'s' if len(header) != 1 else ''}, "
+        f"{len(_found(closest, by_key))} of them {closest.name}'s; formats known: {known}"
     )
+
+
+def _found(fmt: SourceFormat, by_key: dict[str, str]) -> list[str]:
+    """The columns of `fmt` that a header (lower-cased name → name) has."""
+    return [src for src in (fmt.columns | fmt.optional).values() if src.lower() in by_key]
 
 
 # Formats whose exports carry the UCI retailer's adjustment invoices and non-product stock codes.

@@ -65,7 +65,7 @@ def _first_line(error: Exception) -> str:
     return str(error).strip().splitlines()[0]
 
 
-def _csv_reason(error: Exception) -> str:
+def csv_reason(error: Exception) -> str:
     """DuckDB's reason for refusing a CSV, with the line it names but without the line's content (which
     could be anything a file holds) or the reader's option dump."""
     lines = [line.strip() for line in str(error).strip().splitlines()]
@@ -208,7 +208,8 @@ def _load_file(
                     break  # the next encoding
                 if is_csv and not careful and "CSV Error" in str(error):
                     continue  # the careful reader
-                reason = _csv_reason(error) if is_csv else _first_line(error)
+                reason = csv_reason(error) if is_csv else _first_line(error)
+                reason = reason.replace(str(readable), path.name)
                 raise SourceFormatError(f"{path.name}: cannot be read: {reason}") from error
     raise AssertionError("unreachable: the last reader either loads or raises")
 

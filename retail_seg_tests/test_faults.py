@@ -1,0 +1,114 @@
+"""A run is a unit, proven with real processes and real signals: `kill -9` at several offsets inside each
+step, and between the run's last write and its swap, changes nothing published; the next run clears what
+the dead one left and succeeds unaided."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from retail_seg.core.publication import PAUSE_VARIABLE, PAUSED
+from retail_seg.core.synthetic import write_synthetic
+from retail_seg_tests.pipeline import query
+from retail_seg_tests.runs import (
+    kill_group,
+    published_state,
+    run_status,
+    start_run,
+    started_step,
+    wait_for,
+)
+from retail_seg_tests.servers import project_environment
+
+# The steps a kill lands in, and how long after each starts (0: at once; later: inside it, or past it
+# into the next step when it is quick, which is a kill point too).
+STEPS = (
+    "raw_transactions",
+    "staged_transactions",
+    "customer_features",
+    "segmentation",
+    "segment_history",
+    "segment_report",
+)
+OFFSETS = (0.0, 0.4)
+KILLED: list[str] = []
+# Kills that landed after the run's swap (a quick step at a late offset): the run was published whole.
+PAST_THE_SWAP: list[str] = []
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A warehouse after one good run from the CLI, and a second export the killed runs try to publish."""
+    workdir = tmp_path_factory.mktemp("faults")
+    first, _ = write_synthetic(workdir / "first", customers=300, seed=11)
+    second, _ = write_synthetic(workdir / "second", customers=350, seed=12)
+    env = project_environment(workdir, first)
+    process = start_run(env, first, workdir / "good.log")
+    assert process.wait(timeout=300) == 0, (workdir / "good.log").read_text()[-3000:]
+    return workdir, env, second, {"state": published_state(workdir)}
+
+
+def _current(workdir) -> str:
+    return os.readlink(workdir / ".warehouse.publications" / "current")
+
+
+def _recorded_runs(workdir) -> list[str]:
+    return [row[0] for row in query(workdir, "SELECT run_id FROM audit.runs ORDER BY recorded_at")]
+
+
+def _publications(workdir):
+    return sorted(p.name for p in (workdir / ".warehouse.publications").iterdir())
+
+
+@pytest.mark.parametrize(("step", "offset"), [(s, o) for s in STEPS for o in OFFSETS])
+def test_kill_inside_a_step_changes_nothing_published(world, step, offset, tmp_path):
+    workdir, env, second, published = world
+    process = start_run(env, second, tmp_path / "run.log")
+    home = workdir / "dagster_home"
+    run_id = wait_for(lambda: started_step(home, step, KILLED), timeout=120, what=f"{step} starting")
+    time.sleep(offset)
+    kill_group(process)
+    KILLED.append(run_id)
+    if _current(workdir) == run_id:  # killed after its swap: then all of it is published, not a part
+        PAST_THE_SWAP.append(run_id)
+        assert _recorded_runs(workdir)[-1] == run_id
+        assert (workdir / "reports" / "index.html").is_file()
+        published["state"] = published_state(workdir)
+    assert published_state(workdir) == published["state"]
+    if len(KILLED) > 1:  # this run found the previous dead one, and released it before starting its own
+        assert run_status(home, KILLED[-2]).value == "FAILURE"
+        log = (tmp_path / "run.log").read_text()
+        assert f"released a dead run: run {KILLED[-2]}" in log
+
+
+@pytest.mark.parametrize("point", ["before-swap"])
+def test_kill_between_the_last_write_and_the_swap_changes_nothing_published(world, point, tmp_path):
+    workdir, env, second, published = world
+    process = start_run(env, second, tmp_path / "run.log", **{PAUSE_VARIABLE: point})
+    wait_for(lambda: f"{PAUSED} {point}" in (tmp_path / "run.log").read_text(), 180, f"the pause at {point}")
+    kill_group(process)
+    assert published_state(workdir) == published["state"]
+    [left] = [name for name in _publications(workdir) if name not in ("current", "lock", _current(workdir))]
+    KILLED.append(left)  # the dead run's workspace, which the next run removes
+
+
+def test_after_the_kills_the_next_run_succeeds_unaided_and_leaves_nothing_behind(world, tmp_path):
+    workdir, env, second, published = world
+    assert len(PAST_THE_SWAP) <= 2  # nearly every kill landed inside a step
+    home = workdir / "dagster_home"
+    start = time.monotonic()
+    process = start_run(env, second, tmp_path / "run.log")
+    assert process.wait(timeout=300) == 0, (tmp_path / "run.log").read_text()[-3000:]
+    log = (tmp_path / "run.log").read_text()
+    assert time.monotonic() - start < 120
+    assert f"released a dead run: run {KILLED[-1]}" in log
+    assert "removed what unpublished runs left behind" in log
+    # A run killed inside a step failed; one killed past its swap may have finished before the signal.
+    assert all(
+        run_status(home, run_id).value == "FAILURE" for run_id in KILLED if run_id not in PAST_THE_SWAP
+    )
+    assert published_state(workdir) != published["state"]  # this run is the current publication now
+    assert _publications(workdir) == sorted(["current", "lock", _current(workdir)])
+    assert _recorded_runs(workdir)[-1] == _current(workdir)
