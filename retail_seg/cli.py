@@ -16,6 +16,7 @@ from enum import IntEnum
 from pathlib import Path
 
 from retail_seg import settings
+from retail_seg.core.sources import NO_FILES, NOT_FOUND
 
 
 class Exit(IntEnum):
@@ -35,13 +36,14 @@ _SIGNS = (
     (Exit.READ_ONLY, os.strerror(errno.EACCES)),
     (Exit.READ_ONLY, "readonly database"),  # SQLite's words
     (Exit.BUSY, "Could not set lock"),
-    (Exit.NOT_FOUND, "source file not found"),
+    (Exit.NOT_FOUND, NOT_FOUND),
+    (Exit.NOT_FOUND, NO_FILES),
 )
 _SENTENCES = {
     Exit.DISK_FULL: "the disk is full: free some space where the warehouse and DAGSTER_HOME live, then run "
-    "again; nothing published changed",
+    "again",
     Exit.READ_ONLY: "cannot write: a folder the run writes (the warehouse's, the report's or DAGSTER_HOME) "
-    "is read-only or not writable by this user; nothing published changed",
+    "is read-only or not writable by this user",
     Exit.BUSY: "the warehouse is busy: another process holds it; try again when it is done",
     Exit.NOT_FOUND: "not found",
 }
@@ -107,6 +109,7 @@ def _failures(result) -> list[tuple[str, str, str]]:
 def _run(args: argparse.Namespace) -> int:
     import dagster as dg
 
+    from retail_seg.core.publication import Publications
     from retail_seg.definitions import build_definitions, segmentation_job
     from retail_seg.defs.runs import release_dead_runs
 
@@ -115,6 +118,7 @@ def _run(args: argparse.Namespace) -> int:
         run_config["ops"] = {"customer_features": {"config": {"as_of": args.as_of}}}
     job = build_definitions().resolve_job_def(segmentation_job.name)
     _instance_home()
+    publications = Publications(Path(settings.WAREHOUSE.value()), Path(settings.REPORTS.value()))
     with dg.DagsterInstance.get() as instance:
         release_dead_runs(instance, print)
         result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
@@ -133,6 +137,10 @@ def _run(args: argparse.Namespace) -> int:
     kind = classify(chains)
     if kind not in (None, Exit.NOT_FOUND):
         print(_SENTENCES[kind] + _holder(chains), file=sys.stderr)
+    if publications.current_run() == result.run_id:
+        print(f"the run was published before it failed: {publications.current} is {result.run_id}")
+    else:
+        print("nothing published changed: the warehouse and the report are the last good run's")
     return kind or Exit.FAILED
 
 

@@ -31,14 +31,20 @@ ALL_ASSETS = {
 }
 
 
-def materialize_all(source: Path, workdir: Path, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
-    """Materialize every asset on `source`, writing under `workdir`."""
-    resources = {
+def resources(source: Path, workdir: Path) -> dict[str, dg.ConfigurableResource]:
+    """The pipeline's resources on `source`, writing under `workdir`."""
+    return {
         "source": SourceFile(path=str(source)),
         "landing": LandingFolder(path=str(workdir / "incoming")),
         "warehouse": Warehouse(database=str(workdir / "warehouse.duckdb"), reports=str(workdir / "reports")),
     }
-    return dg.materialize(ASSETS, resources=resources, run_config=run_config, raise_on_error=False)
+
+
+def materialize_all(source: Path, workdir: Path, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+    """Materialize every asset on `source`, writing under `workdir`."""
+    return dg.materialize(
+        ASSETS, resources=resources(source, workdir), run_config=run_config, raise_on_error=False
+    )
 
 
 def query(workdir: Path, sql: str) -> list[tuple]:

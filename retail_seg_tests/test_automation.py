@@ -89,7 +89,8 @@ def test_a_file_whose_run_failed_runs_again_when_fixed_or_touched(tick, tmp_path
     os.utime(export, (time.time() - 2, time.time() - 2))  # touched: asked to run it again
     [again] = tick()
     assert again.tags[SHA256_TAG] == first.run_key and again.run_key != first.run_key
-    shutil.copy(export, tmp_path / "renamed.csv")  # the same failed content under a new name runs too
+    _failed_run(instance, first.run_key)  # the retry failed too
+    shutil.copy(export, tmp_path / "renamed.csv")  # the same content under a new name: asked again
     [renamed] = tick()
     assert renamed.tags[SHA256_TAG] == first.run_key and renamed.run_key not in (first.run_key, again.run_key)
     export.write_text("invoice_no,quantity\n1,3\n")  # fixed: new content, a run of its own

@@ -46,7 +46,11 @@ def scan_landing(folder: Path, seen: dict, now: float, settle_seconds: float = 1
     for path in entries:
         if path.suffix.lower() not in SUPPORTED_SUFFIXES:
             continue
-        info = os.lstat(path)
+        try:
+            info = os.lstat(path)
+        except OSError as error:  # gone since the listing: not there
+            ignored.append(f"{path.name}: ignored, {error.strerror.lower()}")
+            continue
         if not stat.S_ISREG(info.st_mode):
             kind = "a link" if stat.S_ISLNK(info.st_mode) else "not a regular file"
             ignored.append(f"{path.name}: ignored, {kind}; only files inside the landing folder are read")
@@ -57,7 +61,11 @@ def scan_landing(folder: Path, seen: dict, now: float, settle_seconds: float = 1
         if known and known[:2] == [info.st_mtime_ns, info.st_size]:
             present[str(path)] = known
             continue
-        digest = file_sha256(path)
+        try:
+            digest = file_sha256(path)
+        except OSError as error:  # unreadable (permissions) or gone: the other files still go ahead
+            ignored.append(f"{path.name}: ignored, cannot be read ({error.strerror.lower()})")
+            continue
         present[str(path)] = [info.st_mtime_ns, info.st_size, digest]
         arrivals.append(Arrival(path, digest, info.st_mtime_ns))
     return Scan(arrivals, ignored, {"files": present})

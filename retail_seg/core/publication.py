@@ -49,18 +49,26 @@ def pause_point(point: str) -> None:
         time.sleep(3600)
 
 
-def _boot_id() -> str:
+def _read(path: str) -> str:
     with contextlib.suppress(OSError):
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return Path(path).read_text().strip()
     return ""
 
 
-def _process_start(pid: int) -> str | None:
+def _machine() -> str:
+    """This machine and process namespace: a pid means the same process only where both are the same
+    (a container sharing the host's name has a namespace of its own; a cloned VM a machine id of its own)."""
+    with contextlib.suppress(OSError):
+        return f"{_read('/etc/machine-id')}:{os.readlink('/proc/self/ns/pid')}"
+    return ""
+
+
+def _process_start(pid: int) -> str:
     """When a process started (clock ticks since boot), which tells it from a later one with its pid."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
-        return None
+        return ""
 
 
 @dataclass(frozen=True)
@@ -70,19 +78,25 @@ class Owner:
     run_id: str
     pid: int
     host: str
+    machine: str
     boot: str
     process_start: str
 
     @classmethod
     def this_process(cls, run_id: str) -> Owner:
         pid = os.getpid()
-        return cls(run_id, pid, socket.gethostname(), _boot_id(), _process_start(pid) or "")
+        boot = _read("/proc/sys/kernel/random/boot_id")
+        return cls(run_id, pid, socket.gethostname(), _machine(), boot, _process_start(pid))
 
     def alive(self) -> bool | None:
-        """Whether the process still runs; None when it ran on another host, where this one cannot look."""
-        if self.host != socket.gethostname():
+        """Whether the process still runs; None when this process cannot tell: another host, machine or
+        process namespace, or no /proc to look in. Only a definite answer releases a run."""
+        here = Owner.this_process(self.run_id)
+        if not (self.machine and self.boot and self.process_start and here.machine and here.process_start):
             return None
-        if self.boot != _boot_id():
+        if (self.host, self.machine) != (here.host, here.machine):
+            return None
+        if self.boot != here.boot:
             return False  # the machine restarted since
         return _process_start(self.pid) == self.process_start
 
@@ -99,6 +113,7 @@ class Owner:
                 run_id=tags["retail_seg/run_id"],
                 pid=int(tags["retail_seg/pid"]),
                 host=tags["retail_seg/host"],
+                machine=tags["retail_seg/machine"],
                 boot=tags["retail_seg/boot"],
                 process_start=tags["retail_seg/process_start"],
             )
@@ -184,13 +199,31 @@ def _fsync(path: Path) -> None:
         os.close(descriptor)
 
 
+def _relative(path: Path, target: Path) -> str:
+    """`target` as seen from the folder `path` is in, that folder's own links resolved: the kernel
+    resolves a link's `..` from the real folder it is in."""
+    return os.path.relpath(target, path.parent.resolve())
+
+
 def _link(path: Path, target: Path) -> None:
     """Point `path` at `target` in one rename, whatever `path` was before (a link, a file, nothing)."""
-    relative = os.path.relpath(target, path.parent)
     staged = path.with_name(f".{path.name}.link-{os.getpid()}")
     staged.unlink(missing_ok=True)
-    staged.symlink_to(relative)
+    staged.symlink_to(_relative(path, target))
     os.replace(staged, path)
+
+
+def _links_to(path: Path, target: Path) -> bool:
+    return path.is_symlink() and os.readlink(path) == _relative(path, target)
+
+
+class PublicationError(RuntimeError):
+    """A configured path that a publication cannot use without destroying something."""
+
+
+def _is_report_folder(folder: Path) -> bool:
+    """A folder holding only what a report is made of (index.html and PNG figures)."""
+    return all(p.is_file() and (p.name == "index.html" or p.suffix == ".png") for p in folder.iterdir())
 
 
 class Publications:
@@ -199,7 +232,7 @@ class Publications:
     def __init__(self, warehouse: Path, reports: Path):
         self.warehouse = Path(warehouse).expanduser().absolute()
         self.reports = Path(reports).expanduser().absolute()
-        self.root = self.warehouse.parent / f".{self.warehouse.stem}.publications"
+        self.root = self.warehouse.parent.resolve() / f".{self.warehouse.stem}.publications"
 
     @property
     def current(self) -> Path:
@@ -225,26 +258,51 @@ class Publications:
             return self.warehouse
         return None
 
+    def _legacy_reports(self) -> Path | None:
+        """A report folder from before publications: a plain folder of report files where the link will be."""
+        if self.reports.is_dir() and not self.reports.is_symlink() and _is_report_folder(self.reports):
+            return self.reports
+        return None
+
+    def check_paths(self) -> None:
+        """Refuse, before anything is built, configured paths whose link would replace something else: a
+        publication may replace a warehouse file or report folder from before publications (it copies
+        them first), and nothing more."""
+        published = self.current_run() is not None
+        for path, name, legacy in (
+            (self.warehouse, DATABASE, self._legacy_database()),
+            (self.reports, REPORTS, self._legacy_reports()),
+        ):
+            if not path.exists() and not path.is_symlink():
+                continue
+            if _links_to(path, self.current / name) or (legacy is not None and not published):
+                continue
+            raise PublicationError(
+                f"{path}: already holds something that is not this warehouse's published {name} "
+                f"(a link to {self.current / name}); point the setting at a new path or move it away"
+            )
+
     def begin(self, run_id: str) -> Workspace:
         """A folder for `run_id` holding a copy of the current publication, and no leftover of dead runs.
 
         The caller holds the lock.
         """
+        self.check_paths()
         cleared = self._clear_leftovers(keep=run_id)
         workspace = self.root / run_id
         shutil.rmtree(workspace, ignore_errors=True)
         (workspace / REPORTS).mkdir(parents=True)
-        base = self.current if self.current_run() else None
-        if base is not None:
-            shutil.copyfile(base / DATABASE, workspace / DATABASE)
-            shutil.copytree(base / REPORTS, workspace / REPORTS, dirs_exist_ok=True)
-        elif (legacy := self._legacy_database()) is not None:
-            shutil.copyfile(legacy, workspace / DATABASE)
-            wal = legacy.with_name(legacy.name + ".wal")
+        if self.current_run():
+            database, reports = self.current / DATABASE, self.current / REPORTS
+        else:
+            database, reports = self._legacy_database(), self._legacy_reports()
+        if database is not None:
+            shutil.copyfile(database, workspace / DATABASE)
+            wal = database.with_name(database.name + ".wal")  # left by a process that wrote it and died
             if wal.exists():
                 shutil.copyfile(wal, workspace / (DATABASE + ".wal"))
-            if self.reports.is_dir() and not self.reports.is_symlink():
-                shutil.copytree(self.reports, workspace / REPORTS, dirs_exist_ok=True)
+        if reports is not None:
+            shutil.copytree(reports, workspace / REPORTS, dirs_exist_ok=True)
         return Workspace(run_id, workspace, tuple(cleared))
 
     def _clear_leftovers(self, keep: str) -> list[str]:
@@ -261,41 +319,50 @@ class Publications:
                 entry.unlink(missing_ok=True)  # a link staged by a process that died before renaming it
         return cleared
 
-    def publish(self, workspace: Workspace) -> Published:
-        """Make the workspace the current publication in one rename, then remove the one it replaced.
+    def publish(self, workspace: Workspace, log: Callable[[str], None] = print) -> Published:
+        """Make the workspace the current publication in one rename, then tidy what it replaced.
 
         The workspace's database must be closed. Everything is flushed to disk first, so that a crash of
-        the machine right after the rename finds the new publication whole.
+        the machine right after the rename finds the new publication whole. Nothing after the rename
+        raises: from there on the run is published, and what is left to tidy is logged if it fails.
         """
         for path in (workspace.database, *sorted(workspace.reports.rglob("*"))):
             if path.is_file():
                 _fsync(path)
         _fsync(workspace.reports)
         _fsync(workspace.directory)
+        legacy = (self._legacy_database(), self._legacy_reports())
+        for path, name in ((self.warehouse, DATABASE), (self.reports, REPORTS)):
+            if not path.exists() and not path.is_symlink():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _link(path, self.current / name)  # new paths point through `current` before it exists
         previous = self.current_run()
         pause_point("before-swap")
         _link(self.current, workspace.directory)
         _fsync(self.root)
         pause_point("after-swap")
-        self._link_user_paths()
-        if previous and previous != workspace.run_id:
-            shutil.rmtree(self.root / previous, ignore_errors=True)
+        try:
+            self._replace_legacy(*legacy, run_id=workspace.run_id)
+            if previous and previous != workspace.run_id:
+                shutil.rmtree(self.root / previous, ignore_errors=True)
+        except OSError as error:
+            log(f"published {workspace.run_id}; tidying afterwards failed, the next run tries again: {error}")
         return Published(workspace.run_id, self.warehouse, self.reports, previous)
 
-    def _link_user_paths(self) -> None:
-        """The configured warehouse and report paths point through `current`, made once (a warehouse from
-        before publications is replaced by its link here: its contents were the first base)."""
-        for path, name in ((self.warehouse, DATABASE), (self.reports, REPORTS)):
-            target = self.current / name
-            if path.is_symlink() and Path(os.readlink(path)) == Path(os.path.relpath(target, path.parent)):
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)  # a report folder from before publications, copied into the first one
-            _link(path, target)
-            if name == DATABASE:
-                for stale in (".wal", ".lock"):
-                    path.with_name(path.name + stale).unlink(missing_ok=True)
+    def _replace_legacy(self, database: Path | None, reports: Path | None, run_id: str) -> None:
+        """Replace a warehouse file and report folder from before publications (both copied into the first
+        publication) by links through `current`."""
+        if database is not None:
+            _link(database, self.current / DATABASE)
+            for stale in (".wal", ".lock"):
+                database.with_name(database.name + stale).unlink(missing_ok=True)
+        if reports is not None:
+            aside = self.root / f".legacy-reports-{run_id}"
+            try:
+                os.rename(reports, aside)  # removed with the leftovers by the next run
+            except OSError:
+                shutil.rmtree(reports)  # on another file system: it holds only report files, all copied
+            _link(reports, self.current / REPORTS)
 
     def discard(self, workspace: Workspace) -> None:
         """Remove a workspace that will not be published."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,9 +85,14 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+# How a missing source is named, in every message that says so (the CLI's exit code 66 looks for it).
+NOT_FOUND = "source file not found"
+NO_FILES = "no export files found"
+
+
 def _check_file(path: Path) -> None:
     if not path.is_file():
-        raise SourceFormatError(f"{path}: source file not found")
+        raise SourceFormatError(f"{path}: {NOT_FOUND}")
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
         expected = ", ".join(SUPPORTED_SUFFIXES)
         raise SourceFormatError(
@@ -109,7 +116,7 @@ def source_files(source: Path) -> list[Path]:
     else:
         files = [Path(text)]
     if not files:
-        raise SourceFormatError(f"{source}: no export files found ({', '.join(SUPPORTED_SUFFIXES)})")
+        raise SourceFormatError(f"{source}: {NO_FILES} ({', '.join(SUPPORTED_SUFFIXES)})")
     for path in files:
         _check_file(path)
     return files
@@ -124,14 +131,23 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def snapshot(path: Path, folder: Path) -> tuple[Path, str, int]:
+def snapshot(path: Path, folder: Path, follow_links: bool = True) -> tuple[Path, str, int]:
     """Copy a file into `folder`, hashing its bytes as they are copied; return the copy, its SHA-256 and
     its size. What is loaded and what is recorded are then the same bytes, however the file changes
-    meanwhile (an export still being written, a file replaced under its name)."""
+    meanwhile (an export still being written, a file replaced under its name). Without `follow_links`,
+    a file that has become a link since it was checked is refused, not followed."""
     digest = hashlib.sha256()
     copy = folder / f"{len(list(folder.iterdir()))}{path.suffix.lower()}"
     size = 0
-    with path.open("rb") as source, copy.open("wb") as target:
+    flags = os.O_RDONLY | (0 if follow_links else os.O_NOFOLLOW)
+    try:
+        descriptor = os.open(path, flags)
+    except OSError as error:
+        problem = "it is a link" if error.errno == errno.ELOOP else "this user may not read it"
+        if error.errno == errno.ENOENT:
+            raise SourceFormatError(f"{path}: {NOT_FOUND}") from error
+        raise SourceFormatError(f"{path.name}: cannot be opened: {problem}") from error
+    with os.fdopen(descriptor, "rb") as source, copy.open("wb") as target:
         for block in iter(lambda: source.read(1 << 20), b""):
             digest.update(block)
             target.write(block)
@@ -148,7 +164,11 @@ def source_sha256(names_and_digests: list[tuple[str, str]]) -> str:
 
 
 def load_raw(
-    conn: duckdb.DuckDBPyConnection, source: Path, load_id: str, scratch: Path | None = None
+    conn: duckdb.DuckDBPyConnection,
+    source: Path,
+    load_id: str,
+    scratch: Path | None = None,
+    follow_links: bool = True,
 ) -> LoadedSource:
     """Build `raw.transactions`'s candidate from a source: canonical names, every value as text.
 
@@ -163,7 +183,7 @@ def load_raw(
     encodings, digests, size = [], [], 0
     with tempfile.TemporaryDirectory(prefix="retail_seg_", dir=scratch) as folder:
         for index, path in enumerate(files):
-            readable, digest, file_size = snapshot(path, Path(folder))
+            readable, digest, file_size = snapshot(path, Path(folder), follow_links)
             digests.append((path.name, digest))
             size += file_size
             if path.suffix.lower() in EXCEL_SUFFIXES:

@@ -26,10 +26,12 @@ def nightly_schedule(job_name: str, timezone: str) -> dg.ScheduleDefinition:
     )
 
 
-def _last_run_failed(instance: dg.DagsterInstance, sha256: str) -> bool:
-    """Whether the latest run on this content failed (a content never run, or run well, is not retried)."""
+def _unsuccessful_run(instance: dg.DagsterInstance, sha256: str) -> str | None:
+    """The latest run on this content when it ended without success (failed or canceled): content never
+    run, running, or run well is not retried."""
     runs = instance.get_runs(filters=dg.RunsFilter(tags={SHA256_TAG: sha256}), limit=1)
-    return bool(runs) and runs[0].status == dg.DagsterRunStatus.FAILURE
+    ended = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+    return runs[0].run_id if runs and runs[0].status in ended else None
 
 
 def landing_sensor(job_name: str, settle_seconds: float = SETTLE_SECONDS) -> dg.SensorDefinition:
@@ -52,21 +54,27 @@ def landing_sensor(job_name: str, settle_seconds: float = SETTLE_SECONDS) -> dg.
         requested = {
             entry[2] for path, entry in before.get("files", {}).items() if path in scan.seen["files"]
         }
+        requests = []
         for arrival in scan.arrivals:
-            if arrival.sha256 in requested and not _last_run_failed(context.instance, arrival.sha256):
+            retry = _unsuccessful_run(context.instance, arrival.sha256)
+            if arrival.sha256 in requested and not retry:
                 continue
             requested.add(arrival.sha256)
-            retry = _last_run_failed(context.instance, arrival.sha256)
-            yield dg.RunRequest(
-                # The checksum is the key, and Dagster never launches one key twice for this sensor; a
-                # file whose run failed and which was changed or touched since gets a key of its own.
-                run_key=f"{arrival.sha256}:{arrival.mtime_ns}" if retry else arrival.sha256,
-                run_config={"ops": {"raw_transactions": {"config": {"source": str(arrival.path)}}}},
-                tags={"retail_seg/source": arrival.path.name, SHA256_TAG: arrival.sha256},
+            requests.append(
+                dg.RunRequest(
+                    # The checksum is the key, and Dagster never launches one key twice for this sensor;
+                    # a retry of content whose run failed is keyed by that run, so it happens once per
+                    # failure, whatever the file's name or modification time.
+                    run_key=f"{arrival.sha256}:after-{retry}" if retry else arrival.sha256,
+                    run_config={"ops": {"raw_transactions": {"config": {"source": str(arrival.path)}}}},
+                    tags={"retail_seg/source": arrival.path.name, SHA256_TAG: arrival.sha256},
+                )
             )
-        context.update_cursor(json.dumps(scan.seen))
-        if not scan.arrivals:
-            return dg.SkipReason(f"no new or changed export in {landing.resolve()}")
+        return dg.SensorResult(
+            run_requests=requests,
+            cursor=json.dumps(scan.seen),
+            skip_reason=None if requests else f"no new or changed export in {landing.resolve()}",
+        )
 
     return incoming_files
 

@@ -67,7 +67,11 @@ def raw_transactions(
     with warehouse.get_connection() as conn:
         try:
             loaded = load_raw(
-                conn, landing.admit(path), load_id=context.run.run_id, scratch=warehouse.scratch_folder()
+                conn,
+                landing.admit(path),
+                load_id=context.run.run_id,
+                scratch=warehouse.scratch_folder(),
+                follow_links=not landing.holds(path),
             )
         except SourceFormatError as error:
             yield from RAW_GATE.refuse(conn, _unreadable(path, error))

@@ -37,6 +37,8 @@ def publication(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.M
     killed before this step leaves the published warehouse and report exactly as they were.
     """
     published = warehouse.publish(context.run.run_id)
+    if published is None:
+        return dg.MaterializeResult(metadata={"published_run": "none: this run built nothing to publish"})
     return dg.MaterializeResult(
         metadata={
             "published_run": published.run_id,

@@ -79,12 +79,15 @@ class Warehouse(DuckDBResource):
         held = _WORKSPACES.pop(context.run.run_id if context.run else "", None)
         if held is not None:
             workspace, lock = held
-            self.publications().discard(workspace)
+            publications = self.publications()
+            if publications.current_run() != workspace.run_id:  # never the publication now current
+                publications.discard(workspace)
             lock.release()
 
     def _workspace(self, run_id: str) -> Workspace:
         """The run's workspace, begun on first use: the lock taken and the current publication copied."""
         if run_id not in _WORKSPACES:
+            _check_selection(dg.OpExecutionContext.get())
             publications = self.publications()
             lock = publications.lock(Owner.this_process(run_id))
             waited = lock.acquire(on_wait=_log)
@@ -140,15 +143,17 @@ class Warehouse(DuckDBResource):
         run_id = _run_id()
         return None if run_id is None else self._workspace(run_id).directory
 
-    def publish(self, run_id: str) -> Published:
-        """Swap this run's workspace in as the current publication, then give the warehouse back."""
-        workspace, lock = _WORKSPACES.pop(run_id)
-        try:
-            with self._connect(workspace.database) as conn:
-                conn.execute("CHECKPOINT")
-            published = self.publications().publish(workspace)
-        finally:
-            lock.release()
+    def publish(self, run_id: str) -> Published | None:
+        """Swap this run's workspace in as the current publication, then give the warehouse back; None
+        when the run built nothing."""
+        if run_id not in _WORKSPACES:
+            return None
+        workspace, lock = _WORKSPACES[run_id]
+        with self._connect(workspace.database) as conn:
+            conn.execute("CHECKPOINT")
+        published = self.publications().publish(workspace, log=_log)
+        del _WORKSPACES[run_id]  # published: teardown must not discard it
+        lock.release()
         _log(f"{RELEASED}: {run_id} is the current publication")
         return published
 
@@ -156,6 +161,33 @@ class Warehouse(DuckDBResource):
 # The runs of this process that hold the warehouse: run id → (workspace, lock). A run executes its steps
 # in one process (the in-process executor), which holds the lock from its first step to its publication.
 _WORKSPACES: dict[str, tuple[Workspace, HeldLock]] = {}
+
+
+def _check_selection(context: dg.OpExecutionContext) -> None:
+    """Refuse a run that could publish a mixture: one that builds an asset but not what depends on it
+    (the published report would describe other data than the tables), or one that resumes a failed run
+    (whose work was never published, so its later steps would start from the last good run instead)."""
+    run = context.run
+    if run.parent_run_id and run.step_keys_to_execute is not None:
+        raise dg.Failure(
+            description="a failed run cannot be resumed from its failure: its work was never published; "
+            "re-execute all of it (or start a new run)"
+        )
+    layer = context.job_def.asset_layer
+    graph = layer.asset_graph
+    selected = set(run.asset_selection or ()) or set(layer.executable_asset_keys)
+    left_out = sorted(
+        child.key.to_user_string()
+        for key in selected
+        for child in graph.get_children(graph.get(key))
+        if child.key not in selected
+    )
+    if left_out:
+        raise dg.Failure(
+            description="this run's selection leaves out assets that depend on what it builds: "
+            f"{', '.join(left_out)}; a run publishes everything it changes together, so select them too "
+            "(Materialize all does)"
+        )
 
 
 def _run_id() -> str | None:
@@ -185,10 +217,14 @@ class LandingFolder(dg.ConfigurableResource):
     def resolve(self) -> Path:
         return Path(self.path).expanduser().resolve()
 
+    def holds(self, path: Path) -> bool:
+        """Whether `path` names something in the landing folder."""
+        return path.parent.resolve() == self.resolve()
+
     def admit(self, path: Path) -> Path:
         """`path`, unless it is in the landing folder without being a regular file there (a link is never
         followed out of the folder); a source configured elsewhere is the user's own choice."""
-        if path.parent.resolve() == self.resolve() and not is_regular_file_in(self.resolve(), path):
+        if self.holds(path) and not is_regular_file_in(self.resolve(), path):
             raise SourceFormatError(
                 f"{path.name}: not loaded: only regular files inside the landing folder are read, and "
                 "this is a link or not a file"

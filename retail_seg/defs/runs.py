@@ -7,7 +7,8 @@ import dagster as dg
 from retail_seg.core.publication import Owner
 
 PUBLICATION = dg.AssetKey("publication")
-UNFINISHED = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+# A run stuck starting is the instance's run monitoring's to fail (start_timeout_seconds).
+UNFINISHED = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
 
 def release_dead_runs(instance: dg.DagsterInstance, log: Callable[[str], None]) -> list[str]:
@@ -21,7 +22,8 @@ def release_dead_runs(instance: dg.DagsterInstance, log: Callable[[str], None]) 
     for record in instance.get_run_records(filters=dg.RunsFilter(statuses=UNFINISHED)):
         run = record.dagster_run
         owner = Owner.from_tags(dict(run.tags))
-        if owner is None or owner.alive() is not False:
+        # Tags copied from a parent run (a re-execution) describe the parent's process, not this run's.
+        if owner is None or owner.run_id != run.run_id or owner.alive() is not False:
             continue
         reason = f"{owner.describe()} is gone: its process ended without finishing the run"
         instance.report_run_failed(run, message=f"Marked failed by retail_seg: {reason}.")
