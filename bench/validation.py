@@ -35,7 +35,7 @@ def main() -> None:
     _, gx_import = timed(gx_context)  # import and context, paid once per process
     with tempfile.TemporaryDirectory() as folder, duckdb.connect(str(Path(folder) / "w.duckdb")) as conn:
         loaded, load = timed(lambda: load_raw(conn, args.source, load_id="bench"))
-        raw_gate, raw_time = timed(lambda: quality.raw_gate(conn, RAW_TRANSACTIONS.candidate))
+        raw_gate, raw_time = timed(lambda: quality.raw_gate(conn, RAW_TRANSACTIONS.candidate, loaded.format))
         publish(conn, RAW_TRANSACTIONS)
         run_date = dt.date.today()
         _, clean = timed(lambda: clean_transactions(conn, run_date=run_date))

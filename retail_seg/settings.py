@@ -8,6 +8,7 @@ and not empty always wins. Nothing here imports dagster.
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,4 +46,29 @@ DAGSTER_HOME = Setting(
     str(DATA / ".dagster"),
     "Dagster's run and event storage, for `make` and `python -m retail_seg`",
 )
-SETTINGS = (SOURCE, WAREHOUSE, REPORTS, DAGSTER_HOME, INCOMING, TIMEZONE, MEMORY_LIMIT)
+MAPPINGS = Setting(
+    "RETAIL_SEG_MAPPINGS",
+    str(DATA / "mappings"),
+    "your own export mappings (`*.toml`), besides the built-in ones",
+)
+ID_KEY = Setting(
+    "RETAIL_SEG_ID_KEY",
+    str(DATA / ".id_key"),
+    "the secret that hashes personal customer keys (emails): the key, or a file holding it (made if missing)",
+)
+SETTINGS = (SOURCE, WAREHOUSE, REPORTS, DAGSTER_HOME, INCOMING, TIMEZONE, MEMORY_LIMIT, MAPPINGS, ID_KEY)
+
+
+def id_key() -> str:
+    """The secret that hashes personal customer keys: RETAIL_SEG_ID_KEY itself, or the file it names
+    (by default `data/.id_key`, made with a random key on first use and readable by its owner only)."""
+    value = ID_KEY.value()
+    path = Path(value)
+    if value != ID_KEY.default and not path.is_file():
+        return value
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path.read_text().strip()

@@ -8,8 +8,8 @@ import time
 import dagster as dg
 import pytest
 
-from retail_seg.core.formats import SourceFormatError
 from retail_seg.core.landing import Scan, scan_landing
+from retail_seg.core.mappings import SourceFormatError
 from retail_seg.definitions import build_definitions, segmentation_job
 from retail_seg.defs.automation import SHA256_TAG, landing_sensor
 from retail_seg.defs.resources import LandingFolder

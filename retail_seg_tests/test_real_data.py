@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from retail_seg.core.cleaning import NON_PRODUCT_CODES, NON_PRODUCT_PREFIXES
+from retail_seg.core.mappings import load_mappings
 from retail_seg_tests.conftest import real_file
 from retail_seg_tests.pipeline import ALL_ASSETS, materialize_all, query
 
@@ -20,10 +20,24 @@ def uci(tmp_path_factory):
 
 def _expected_customers(source) -> set[str]:
     """Customers with positive net spend, computed independently in pandas from the file itself."""
-    tx = pd.read_parquet(source).dropna(subset=["CustomerID"]).drop_duplicates()
-    tx = tx[(tx["UnitPrice"] > 0) & (tx["Quantity"].abs() <= 10_000)]
+    uci = next(m for m in load_mappings() if m.name == "uci_online_retail")
+    every = pd.read_parquet(source)
+    # An entry error is a quantity beyond 1,000 times the median of its product's lines (every line counts).
+    typical = (
+        every["Quantity"]
+        .abs()
+        .where(every["Quantity"] != 0)
+        .groupby(every["StockCode"].str.strip().str.upper())
+    ).transform("median")
+    tx = (
+        every.assign(typical=typical)
+        .dropna(subset=["CustomerID"])
+        .drop_duplicates(subset=list(every.columns))
+    )
+    tx = tx[(tx["UnitPrice"] > 0) & (tx["Quantity"].abs() <= 1000 * tx["typical"])]
     code = tx["StockCode"].str.strip().str.upper()
-    tx = tx[~code.isin(NON_PRODUCT_CODES) & ~code.str.match(NON_PRODUCT_PREFIXES)]
+    prefixes = tuple(uci.non_product_prefixes)
+    tx = tx[~code.isin(uci.non_product_codes) & ~code.str.startswith(prefixes)]
     tx = tx.assign(customer=tx["CustomerID"].astype(int).astype(str), spend=tx["Quantity"] * tx["UnitPrice"])
     bought = tx[~tx["InvoiceNo"].str.startswith("C")].groupby("customer").size()
     spend = tx.groupby("customer")["spend"].sum().round(4)  # a full return nets to 0, not 1e-14

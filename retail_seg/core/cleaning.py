@@ -8,37 +8,14 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from retail_seg.core.formats import RAW_COLUMNS, UCI_CODED_FORMATS
+from retail_seg.core.mappings import CANONICAL as RAW_COLUMNS
+from retail_seg.core.mappings import Mapping, load_mappings
+from retail_seg.core.parsing import is_return_sql, mapping_parameters, parsed_sql
 from retail_seg.core.tables import CUSTOMERS, RAW_TRANSACTIONS, REJECTED_ROWS, STAGING_TRANSACTIONS
-from retail_seg.core.warehouse import build_candidate, row_count
+from retail_seg.core.warehouse import bound, build_candidate, row_count
 
 if TYPE_CHECKING:  # pandas loads only where a frame is made, not for the SQL
     import pandas as pd
-
-# Stock codes of lines that are not products, as the UCI exports write them (upper-cased), and the
-# prefixes of voucher and marketplace codes: postage is not what a customer buys, and a manual
-# correction or a discount would make spend mean something else.
-NON_PRODUCT_CODES = [
-    "POST",
-    "DOT",
-    "C2",
-    "M",
-    "D",
-    "S",
-    "B",
-    "BANK CHARGES",
-    "AMAZONFEE",
-    "CRUK",
-    "PADS",
-    "ADJUST",
-    "ADJUST2",
-    "TEST001",
-    "TEST002",
-]
-NON_PRODUCT_PREFIXES = "^(GIFT_0001|DCGS)"
-
-# Dates as the known exports write them; ISO is tried first by a plain cast.
-DATE_FORMATS = ["%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%m/%d/%Y"]
 
 GENDER_SPELLINGS = {
     "female": ("f", "female", "woman", "w", "fem", "girl", "mrs", "ms", "miss"),
@@ -67,18 +44,6 @@ def _gender_sql(column: str) -> str:
     return f"CASE {cases} END"
 
 
-# How raw text becomes typed values; NULL where it does not parse. Shared with the raw quality gate.
-PARSED = {
-    # Spreadsheets turn ids into floats ("17850.0"); the id is the text before the ".0".
-    "customer_key": "nullif(regexp_replace(trim(customer_id), '\\.0+$', ''), '')",
-    "invoice_ts": f"coalesce(try_cast(trim(invoice_date) AS TIMESTAMP), "
-    f"try_strptime(trim(invoice_date), {DATE_FORMATS!r}))",
-    "quantity_num": "try_cast(trim(quantity) AS DOUBLE)",
-    # Money is summed exactly, so returns that cancel a purchase net to zero, not to 1e-14. Through
-    # DOUBLE first so that '1e-3' and Parquet's float text parse too.
-    "unit_price_exact": "try_cast(try_cast(trim(unit_price) AS DOUBLE) AS DECIMAL(18, 4))",
-}
-
 # What identifies an invoice line once typed: two lines equal in all of these are one line posted twice.
 LINE_KEY = (
     "trim(invoice_no)",
@@ -96,7 +61,7 @@ LINE_KEY = (
 class RejectionRule:
     """A reason to refuse a line: its name, the words a reader sees, and the SQL predicate that applies it.
 
-    The predicate reads the typed line (the `PARSED` columns beside the raw text) and the bound
+    The predicate reads the typed line (`parsing.parsed_sql` beside the raw text) and the bound
     parameters of `clean_transactions`.
     """
 
@@ -124,15 +89,25 @@ REJECTION_RULES = (
     ),
     RejectionRule("unit_price_not_a_number", "unit price is not a number", "unit_price_exact IS NULL"),
     RejectionRule(
+        "unconvertible_currency",
+        "in a currency other than the base currency, with no rate to convert it (the mapping's [currency])",
+        "currency_rate IS NULL",
+    ),
+    RejectionRule(
         "bad_debt_adjustment",
-        "an accounting adjustment (A-prefixed invoice), not a sale",
-        "list_contains($uci_formats, source_format) AND upper(trim(invoice_no)) LIKE 'A%'",
+        "an accounting adjustment (an invoice prefix the mapping declares, e.g. UCI's A), not a sale",
+        "$adjustment_prefix IS NOT NULL AND starts_with(upper(trim(invoice_no)), $adjustment_prefix)",
     ),
     RejectionRule(
         "non_product_line",
-        "postage, fees, discounts, manual entries, samples or vouchers, not a product sold",
-        "list_contains($uci_formats, source_format) AND (list_contains($non_product_codes, "
-        "upper(trim(stock_code))) OR regexp_matches(upper(trim(stock_code)), $non_product_prefixes))",
+        "postage, fees, discounts, manual entries, samples or vouchers (codes the mapping declares)",
+        "list_contains($non_product_codes, upper(trim(stock_code))) OR len(list_filter("
+        "$non_product_prefixes, lambda prefix: starts_with(upper(trim(stock_code)), prefix))) > 0",
+    ),
+    RejectionRule(
+        "cancelled_order",
+        "the order was refused, refunded or voided in full (a status the mapping declares)",
+        "list_contains($cancelled_statuses, lower(trim(status)))",
     ),
     RejectionRule("zero_quantity", "quantity is zero", "quantity_num = 0"),
     RejectionRule(
@@ -141,8 +116,9 @@ REJECTION_RULES = (
     RejectionRule("non_positive_unit_price", "unit price is zero or negative", "unit_price_exact <= 0"),
     RejectionRule(
         "absurd_quantity",
-        "quantity beyond the plausible maximum (in either direction)",
-        "abs(quantity_num) > $max_abs_quantity",
+        "a quantity far beyond what the product's lines usually carry (an entry error, not a large order)",
+        "($max_abs_quantity IS NOT NULL AND abs(quantity_num) > $max_abs_quantity) OR "
+        "($absurd_factor IS NOT NULL AND abs(quantity_num) > $absurd_factor * typical.quantity)",
     ),
     RejectionRule(
         "duplicate_line",
@@ -159,12 +135,24 @@ def _first_rule_broken_sql() -> str:
     return f"CASE {cases} END"
 
 
-# NOT MATERIALIZED: DuckDB would otherwise store every typed line of a CTE read more than once, which
-# at ten million lines doubled the cleaning's time and its memory.
-_TYPED = f"""
+def _typed_sql(mapping: Mapping) -> str:
+    """The raw lines with their typed values, as the CTE `typed`.
+
+    NOT MATERIALIZED: DuckDB would otherwise store every typed line of a CTE read more than once, which
+    at ten million lines doubled the cleaning's time and its memory.
+    """
+    parsed = ", ".join(f"{expr} AS {name}" for name, expr in parsed_sql(mapping).items())
+    # The rate of a line's currency to the base: 1 for the base (or no currency), a declared rate, or
+    # NULL, which the rules refuse rather than add amounts in different currencies together.
+    currency = "nullif(upper(trim(currency)), '')"
+    rate = f"CASE WHEN {currency} IS NULL OR {currency} = $base_currency THEN CAST(1 AS DECIMAL(18, 8))"
+    rate += " ELSE _rates.rate END" if mapping.rates else " END"
+    joined = " LEFT JOIN _rates ON _rates.rate_currency = upper(trim(currency))" if mapping.rates else ""
+    return f"""
     typed AS NOT MATERIALIZED (
-        SELECT *, {", ".join(f"{expr} AS {name}" for name, expr in PARSED.items())}
-        FROM {RAW_TRANSACTIONS}
+        SELECT {RAW_TRANSACTIONS.name}.*, {parsed}, {is_return_sql(mapping)} AS is_return_line,
+               {rate} AS currency_rate
+        FROM {RAW_TRANSACTIONS}{joined}
     )
 """
 
@@ -179,9 +167,10 @@ def lines_sharing_a_key_hash_sql(source: str, key: str) -> str:
     """
 
 
-# Repeated lines: every copy after the first, in file order, is a duplicate.
-_DUPLICATES_SQL = f"""
-    WITH {_TYPED},
+def _duplicates_sql(mapping: Mapping) -> str:
+    """Repeated lines: every copy after the first, in file order, is a duplicate."""
+    return f"""
+    WITH {_typed_sql(mapping)},
     candidates AS ({lines_sharing_a_key_hash_sql("typed", ", ".join(LINE_KEY))})
     SELECT source_file, source_row
     FROM (
@@ -192,14 +181,28 @@ _DUPLICATES_SQL = f"""
     WHERE copy > 1
 """
 
-_JUDGED = f"""
-    {_TYPED},
+
+# What a product's lines usually carry, by which an entry error (80,995 of a paper craft) stands out.
+_TYPICAL_SQL = """
+    SELECT upper(trim(stock_code)) AS code, median(abs(quantity_num)) AS quantity
+    FROM typed
+    WHERE quantity_num IS NOT NULL AND quantity_num <> 0 AND NOT isnan(quantity_num)
+    GROUP BY code
+"""
+
+
+def _judged_sql(mapping: Mapping) -> str:
+    return f"""
+    {_typed_sql(mapping)},
     judged AS (
         SELECT typed.*,
             {_first_rule_broken_sql()} AS rule
-        FROM typed LEFT JOIN _duplicates d USING (source_file, source_row)
+        FROM typed
+        LEFT JOIN _duplicates d USING (source_file, source_row)
+        LEFT JOIN _typical typical ON typical.code = upper(trim(typed.stock_code))
     )
 """
+
 
 # Spreadsheet round-trips write "nan" for a missing description, and a UTF-8 "£" read as Latin-1
 # becomes "Â£": the stray "Â" before a Latin-1 symbol is dropped.
@@ -208,14 +211,25 @@ _DESCRIPTION_SQL = (
     "ELSE regexp_replace(trim(description), 'Â([\\x{A0}-\\x{BF}])', '\\1', 'g') END"
 )
 
-_CLEAN_SQL = f"""
-    WITH {_JUDGED}
+
+def _clean_sql(mapping: Mapping) -> str:
+    # A return's quantity and total are negative whatever sign the export wrote; line totals an export
+    # gives are kept exactly, others are quantity × unit price. Amounts are in the base currency.
+    quantity = "CAST(CASE WHEN is_return_line THEN -abs(quantity_num) ELSE quantity_num END AS BIGINT)"
+    price = "CAST(unit_price_exact * currency_rate AS DECIMAL(18, 4))"
+    signed = "CASE WHEN is_return_line THEN -abs(line_total_exact) ELSE abs(line_total_exact) END"
+    total = (
+        f"CASE WHEN line_total_exact IS NOT NULL THEN CAST({signed} * currency_rate AS DECIMAL(18, 4)) "
+        f"ELSE {quantity} * {price} END"
+    )
+    return f"""
+    WITH {_judged_sql(mapping)}
     SELECT
         trim(invoice_no) AS invoice_no,
         trim(stock_code) AS stock_code,
         {_DESCRIPTION_SQL} AS description,
-        CAST(quantity_num AS BIGINT) AS quantity,
-        unit_price_exact AS unit_price,
+        {quantity} AS quantity,
+        {price} AS unit_price,
         invoice_ts AS invoice_date,
         customer_key AS customer_id,
         nullif(trim(country), '') AS country,
@@ -223,50 +237,84 @@ _CLEAN_SQL = f"""
              THEN CAST(round(try_cast(trim(age) AS DOUBLE)) AS INTEGER) END AS age,
         {_gender_sql("gender")} AS gender,
         nullif(trim(product_category), '') AS product_category,
-        (upper(trim(invoice_no)) LIKE 'C%' OR quantity_num < 0) AS is_return,
-        CAST(quantity_num AS BIGINT) * unit_price_exact AS line_total,
+        is_return_line AS is_return,
+        {total} AS line_total,
         load_id,
         source_row
     FROM judged
     WHERE rule IS NULL
 """
 
-_REJECTED_SQL = f"""
-    WITH {_JUDGED}
+
+def _rejected_sql(mapping: Mapping) -> str:
+    return f"""
+    WITH {_judged_sql(mapping)}
     SELECT load_id, source_file, source_row, rule, {", ".join(RAW_COLUMNS)}
     FROM judged
     WHERE rule IS NOT NULL
 """
 
 
+def raw_mapping(conn: duckdb.DuckDBPyConnection, mappings: tuple[Mapping, ...]) -> Mapping:
+    """The mapping the lines of `raw.transactions` were loaded by (a source's files share one)."""
+    names = [
+        name for (name,) in conn.execute(f"SELECT DISTINCT source_format FROM {RAW_TRANSACTIONS}").fetchall()
+    ]
+    found = [m for m in mappings if m.name in names]
+    if len(names) != 1 or not found:
+        raise ValueError(
+            f"{RAW_TRANSACTIONS} holds lines of {names or 'no'} mapping; expected exactly one known"
+        )
+    return found[0]
+
+
 def clean_transactions(
     conn: duckdb.DuckDBPyConnection,
     run_date: dt.date,
-    max_abs_quantity: int = 10_000,
-    earliest_date: dt.date = dt.date(2000, 1, 1),
+    mapping: Mapping | None = None,
+    max_abs_quantity: int | None = None,
+    absurd_factor: float | None = 1000.0,
+    earliest_date: dt.date = dt.date(1900, 1, 1),
 ) -> CleaningResult:
     """Build the candidates of `staging.transactions` and `staging.rejected_rows` from `raw.transactions`.
 
-    Every raw row lands in exactly one of the two. Cancellations (`C` invoices, negative quantities)
-    stay as returns: they reduce what a customer spent. Lines dated after `run_date` cannot have
-    happened yet and are rejected.
+    Every raw row lands in exactly one of the two, typed by `mapping` (by default the built-in one the
+    lines were loaded by). Returns, as the mapping marks them, stay as returns: they reduce what a
+    customer spent. Lines dated after `run_date` cannot have happened yet; before `earliest_date` they
+    are taken for a wrong century. A quantity is absurd beyond `absurd_factor` times what the product's
+    lines usually carry, or beyond `max_abs_quantity` when set; None turns either off.
     """
+    mapping = mapping or raw_mapping(conn, load_mappings())
+    [(dominant,)] = conn.execute(
+        f"SELECT mode(nullif(upper(trim(currency)), '')) FROM {RAW_TRANSACTIONS}"
+    ).fetchall()
     params = {
-        "uci_formats": UCI_CODED_FORMATS,
-        "non_product_codes": NON_PRODUCT_CODES,
-        "non_product_prefixes": NON_PRODUCT_PREFIXES,
+        **mapping_parameters(mapping),
+        "base_currency": (mapping.currency or dominant or "").upper(),
         "max_abs_quantity": max_abs_quantity,
+        "absurd_factor": absurd_factor,
         "earliest": dt.datetime.combine(earliest_date, dt.time()),
         "latest": dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time()),
     }
-    # Two streaming passes over the raw lines (clean, rejected) rather than one materialized wide
-    # table: at ten million lines the wide table, not the parsing, is what costs memory.
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE _duplicates AS {_DUPLICATES_SQL}")
+    conn.execute("CREATE OR REPLACE TEMP TABLE _rates (rate_currency VARCHAR, rate DECIMAL(18, 8))")
+    conn.executemany("INSERT INTO _rates VALUES (?, ?)", list(mapping.rates.items()) or [("", 1)])
     try:
-        build_candidate(conn, STAGING_TRANSACTIONS, _CLEAN_SQL, params)
-        build_candidate(conn, REJECTED_ROWS, _REJECTED_SQL, params)
+        conn.execute(
+            f"CREATE OR REPLACE TEMP TABLE _duplicates AS {_duplicates_sql(mapping)}",
+            bound(_duplicates_sql(mapping), params),
+        )
+        typical = f"WITH {_typed_sql(mapping)} {_TYPICAL_SQL}"
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE _typical AS {typical}", bound(typical, params))
+        # Two streaming passes over the raw lines (clean, rejected) rather than one materialized wide
+        # table: at ten million lines the wide table, not the parsing, is what costs memory.
+        for table, sql in (
+            (STAGING_TRANSACTIONS, _clean_sql(mapping)),
+            (REJECTED_ROWS, _rejected_sql(mapping)),
+        ):
+            build_candidate(conn, table, sql, bound(sql, params))
     finally:
-        conn.execute("DROP TABLE IF EXISTS _duplicates")
+        for temporary in ("_duplicates", "_typical", "_rates"):
+            conn.execute(f"DROP TABLE IF EXISTS {temporary}")
     by_rule = dict(
         conn.execute(
             f"SELECT rule, count(*) FROM {REJECTED_ROWS.candidate} GROUP BY rule ORDER BY rule"

@@ -6,7 +6,7 @@ import csv
 import datetime as dt
 from pathlib import Path
 
-from retail_seg.core.formats import SourceFormatError
+from retail_seg.core.mappings import SourceFormatError
 
 
 def _text(value: object) -> str:

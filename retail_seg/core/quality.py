@@ -6,7 +6,7 @@ import datetime as dt
 
 import duckdb
 
-from retail_seg.core.cleaning import PARSED, lines_sharing_a_key_hash_sql
+from retail_seg.core.cleaning import lines_sharing_a_key_hash_sql
 from retail_seg.core.expectations import (
     FINITE_LIMIT,
     ColumnRule,
@@ -14,7 +14,9 @@ from retail_seg.core.expectations import (
     check_columns,
     fact,
 )
-from retail_seg.core.formats import CANONICAL_COLUMNS
+from retail_seg.core.mappings import LINE_COLUMNS as CANONICAL_COLUMNS
+from retail_seg.core.mappings import Mapping
+from retail_seg.core.parsing import parsed_sql
 from retail_seg.core.tables import Table
 from retail_seg.core.warehouse import row_count
 
@@ -22,6 +24,7 @@ from retail_seg.core.warehouse import row_count
 def raw_gate(
     conn: duckdb.DuckDBPyConnection,
     table: Table,
+    mapping: Mapping,
     max_missing_customer_share: float = 0.5,
     max_unparseable_share: float = 0.05,
 ) -> GateResult:
@@ -42,11 +45,17 @@ def raw_gate(
         ),
     ]
     allowed = 1 - max_unparseable_share
+    price = "line_total" if "line_total" in mapping.columns else "unit_price"
     parses = [
         ("invoice_date", "invoice_ts", "invoice dates parse"),
         ("quantity", "quantity_num", "quantities are numbers"),
-        ("unit_price", "unit_price_exact", "unit prices are numbers"),
+        (
+            price,
+            "unit_price_exact",
+            "unit prices are numbers" if price == "unit_price" else "line totals are numbers",
+        ),
     ]
+    parsed = parsed_sql(mapping)
     rules = [
         ColumnRule(
             "ExpectColumnValuesToBeNull",
@@ -68,11 +77,11 @@ def raw_gate(
         # The parsing staging applies; a value that fails it is kept as the file wrote it, so the
         # check's examples show what is wrong ('£2.55', '31/02/2024') rather than a NULL.
         unparsed = ", ".join(
-            f"CASE WHEN {PARSED[parsed]} IS NULL THEN coalesce({column}, '(blank)') END AS {column}_unparsed"
-            for column, parsed, _ in parses
+            f"CASE WHEN {parsed[value]} IS NULL THEN coalesce({column}, '(blank)') END AS {column}_unparsed"
+            for column, value, _ in parses
         )
         # Whether a customer id is there is all the rule needs: a one-byte flag, not the id's text.
-        has_customer = f"CASE WHEN {PARSED['customer_key']} IS NOT NULL THEN 1 END::TINYINT AS customer_key"
+        has_customer = f"CASE WHEN {parsed['customer_key']} IS NOT NULL THEN 1 END::TINYINT AS customer_key"
         sql = f"SELECT {unparsed}, {has_customer} FROM {table}"
         outcomes += check_columns(conn, sql, rules)
     return GateResult("raw", str(table.live), tuple(outcomes))

@@ -12,16 +12,21 @@ from pathlib import Path
 import duckdb
 
 from retail_seg.core.excel import workbook_to_csv
-from retail_seg.core.formats import (
-    CANONICAL_COLUMNS,
-    RAW_COLUMNS,
-    SourceFormat,
+from retail_seg.core.mappings import (
+    CANONICAL,
+    LINE_COLUMNS,
+    Mapping,
     SourceFormatError,
-    detect_format,
+    detect_mapping,
+    load_mappings,
 )
+from retail_seg.core.parsing import hashed_key_sql, literal
 from retail_seg.core.tables import RAW_LOADS, RAW_TRANSACTIONS
 from retail_seg.core.warehouse import build_candidate, row_count
 
+# The canonical line's columns, and every canonical column the raw layer keeps.
+CANONICAL_COLUMNS = LINE_COLUMNS
+RAW_COLUMNS = CANONICAL
 __all__ = ["CANONICAL_COLUMNS", "RAW_COLUMNS", "SourceFormatError", "file_sha256", "load_raw", "source_files"]
 
 CSV_SUFFIXES = (".csv", ".txt", ".tsv")
@@ -36,7 +41,7 @@ class LoadedSource:
     """What a load put into `raw.transactions`'s candidate."""
 
     files: tuple[Path, ...]
-    format: SourceFormat
+    format: Mapping
     sha256: str
     rows: int
     encodings: tuple[str, ...]
@@ -50,17 +55,21 @@ class LoadedSource:
 MAX_LINE_BYTES = 64 * 1024 * 1024
 
 
-def _reader_sql(path: Path, encoding: str = "utf-8", careful: bool = False) -> str:
+def _reader_sql(
+    path: Path, encoding: str = "utf-8", careful: bool = False, delimiter: str | None = None
+) -> str:
     if path.suffix.lower() == ".parquet":
-        return "read_parquet(?, file_row_number = true)"
+        return "read_parquet($path, file_row_number = true)"
     # null_padding: a line cut short (a truncated export) reads with NULLs in its missing columns, so
     # staging rejects that one line instead of the sniffer misreading the whole file. DuckDB's fast
     # parallel reader cannot combine it with a line break inside quotes, nor read a line over 2 MB: the
     # careful reader (one thread) can, and is used only for a file the fast one refuses.
     options = f"all_varchar = true, header = true, null_padding = true, encoding = '{encoding}'"
+    if delimiter:
+        options += f", delim = {literal(delimiter)}"
     if careful:
         options += f", parallel = false, max_line_size = {MAX_LINE_BYTES}"
-    return f"read_csv(?, {options})"
+    return f"read_csv($path, {options})"
 
 
 def _first_line(error: Exception) -> str:
@@ -169,6 +178,8 @@ def load_raw(
     load_id: str,
     scratch: Path | None = None,
     follow_links: bool = True,
+    mappings: tuple[Mapping, ...] | None = None,
+    id_key: str | None = None,
 ) -> LoadedSource:
     """Build `raw.transactions`'s candidate from a source: canonical names, every value as text.
 
@@ -176,10 +187,13 @@ def load_raw(
     rejected rows keep the values exactly as the file had them. Several files load as one source and
     must share a format; lines repeated across overlapping exports are left for staging's duplicate
     rule, so an invoice in two files counts once. Each file is read from a snapshot taken under
-    `scratch` (a temporary folder by default), whose checksum is the one recorded.
+    `scratch` (a temporary folder by default), whose checksum is the one recorded. The format is the
+    first of `mappings` (the built-in ones by default) whose columns the header has; `id_key` hashes the
+    customer key of a mapping that declares it personal.
     """
+    mappings = mappings if mappings is not None else load_mappings()
     files = source_files(Path(source))
-    formats: list[SourceFormat] = []
+    formats: list[Mapping] = []
     encodings, digests, size = [], [], 0
     with tempfile.TemporaryDirectory(prefix="retail_seg_", dir=scratch) as folder:
         for index, path in enumerate(files):
@@ -190,7 +204,7 @@ def load_raw(
                 # DuckDB's Excel reader is an extension that cannot be downloaded here, so workbooks are
                 # streamed to CSV first (every sheet, in order), never held in memory whole.
                 readable = workbook_to_csv(readable, Path(folder) / f"{index}.csv", name=path.name)
-            fmt, encoding = _load_file(conn, path, readable, load_id, append=index > 0)
+            fmt, encoding = _load_file(conn, path, readable, load_id, index > 0, mappings, id_key)
             if formats and fmt != formats[0]:
                 raise SourceFormatError(
                     f"{path.name} is {fmt.name} but {files[0].name} is {formats[0].name}: "
@@ -212,8 +226,14 @@ def load_raw(
 
 
 def _load_file(
-    conn: duckdb.DuckDBPyConnection, path: Path, readable: Path, load_id: str, append: bool
-) -> tuple[SourceFormat, str]:
+    conn: duckdb.DuckDBPyConnection,
+    path: Path,
+    readable: Path,
+    load_id: str,
+    append: bool,
+    mappings: tuple[Mapping, ...],
+    id_key: str | None,
+) -> tuple[Mapping, str]:
     """Add one file's lines to the candidate, trying each text encoding in turn, and for a CSV the fast
     parallel reader before the careful one."""
     is_csv = readable.suffix.lower() in CSV_SUFFIXES
@@ -221,7 +241,9 @@ def _load_file(
     for encoding in encodings:
         for careful in (False, True) if is_csv else (False,):
             try:
-                fmt = _select_into_candidate(conn, path, readable, load_id, encoding, append, careful)
+                fmt = _select_into_candidate(
+                    conn, path, readable, load_id, encoding, append, careful, mappings, id_key
+                )
                 return fmt, encoding
             except duckdb.Error as error:
                 if "unicode" in str(error).lower() and encoding != encodings[-1]:
@@ -234,6 +256,46 @@ def _load_file(
     raise AssertionError("unreachable: the last reader either loads or raises")
 
 
+def _header(conn: duckdb.DuckDBPyConnection, reader: str, readable: Path) -> list[str]:
+    return [
+        row[0] for row in conn.execute(f"DESCRIBE SELECT * FROM {reader}", {"path": str(readable)}).fetchall()
+    ]
+
+
+def _recognised(
+    conn: duckdb.DuckDBPyConnection,
+    path: Path,
+    readable: Path,
+    encoding: str,
+    careful: bool,
+    mappings: tuple[Mapping, ...],
+) -> tuple[Mapping, dict[str, str], str, list[str]]:
+    """The mapping of a file, the header's spelling of its columns, and the reader and header that read it.
+
+    DuckDB's sniffer finds the delimiter of most exports; where the header it read matches no mapping, the
+    delimiters mappings declare are tried before the file is refused.
+    """
+    reader = _reader_sql(readable, encoding, careful)
+    header = _header(conn, reader, readable)
+    try:
+        return (*detect_mapping(path.name, _without_row_number(header), mappings), reader, header)
+    except SourceFormatError as refusal:
+        if readable.suffix.lower() not in CSV_SUFFIXES:
+            raise
+        for delimiter in dict.fromkeys(m.delimiter for m in mappings if m.delimiter):
+            declared = _reader_sql(readable, encoding, careful, delimiter)
+            header = _header(conn, declared, readable)
+            try:
+                return (*detect_mapping(path.name, header, mappings), declared, header)
+            except SourceFormatError:
+                continue
+        raise refusal from None
+
+
+def _without_row_number(header: list[str]) -> list[str]:
+    return [name for name in header if name != "file_row_number"]
+
+
 def _select_into_candidate(
     conn: duckdb.DuckDBPyConnection,
     path: Path,
@@ -242,28 +304,44 @@ def _select_into_candidate(
     encoding: str,
     append: bool,
     careful: bool,
-) -> SourceFormat:
-    reader = _reader_sql(readable, encoding, careful)
-    header = [row[0] for row in conn.execute(f"DESCRIBE SELECT * FROM {reader}", [str(readable)]).fetchall()]
+    mappings: tuple[Mapping, ...],
+    id_key: str | None,
+) -> Mapping:
+    mapping, found, reader, header = _recognised(conn, path, readable, encoding, careful, mappings)
     # Parquet numbers its rows as it reads, in parallel; a CSV's line order needs a window over the scan.
     line_number = "file_row_number + 1" if "file_row_number" in header else "row_number() OVER ()"
-    header = [name for name in header if name != "file_row_number"]
-    fmt, found = detect_format(path, header)
-    selected = ",\n".join(
-        f"CAST({_quote(found[c])} AS VARCHAR) AS {c}" if c in found else f"CAST(NULL AS VARCHAR) AS {c}"
+    columns = {
+        c: f"CAST({_quote(found[c])} AS VARCHAR)" if c in found else "CAST(NULL AS VARCHAR)"
         for c in RAW_COLUMNS
+    }
+    if mapping.personal_customer_id:  # the address itself never reaches the warehouse
+        columns["customer_id"] = hashed_key_sql(columns["customer_id"])
+    selected = ",\n".join(f"{expr} AS {c}" for c, expr in columns.items())
+    lines = f"SELECT {line_number} AS source_row, {selected} FROM {reader}"
+    # Order-level values an export writes on an order's first line only, carried to its other lines.
+    filled = ", ".join(
+        f"coalesce(nullif(trim({c}), ''), last_value(nullif(trim({c}), '') IGNORE NULLS) OVER "
+        f"(PARTITION BY trim(invoice_no) ORDER BY source_row ROWS UNBOUNDED PRECEDING)) AS {c}"
+        for c in mapping.fill_down
     )
+    replaced = f" REPLACE ({filled})" if filled else ""
     sql = f"""
-        SELECT CAST(? AS VARCHAR) AS load_id,
-               CAST(? AS VARCHAR) AS source_file,
-               {line_number} AS source_row,
-               CAST(? AS VARCHAR) AS source_format,
-               {selected}
-        FROM {reader}
+        SELECT CAST($load_id AS VARCHAR) AS load_id,
+               CAST($source_file AS VARCHAR) AS source_file,
+               source_row,
+               CAST($mapping AS VARCHAR) AS source_format,
+               * EXCLUDE (source_row){replaced}
+        FROM ({lines})
     """
-    params = [load_id, str(path), fmt.name, str(readable)]
+    params = {"load_id": load_id, "source_file": str(path), "mapping": mapping.name, "path": str(readable)}
+    if mapping.personal_customer_id:
+        if not id_key:
+            raise SourceFormatError(
+                f"{path.name}: {mapping.name} keys customers by personal data, and no key to hash it is set"
+            )
+        params["id_key"] = id_key
     if append:
         conn.execute(f"INSERT INTO {RAW_TRANSACTIONS.candidate} {sql}", params)
     else:
         build_candidate(conn, RAW_TRANSACTIONS, sql, params)
-    return fmt
+    return mapping

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -18,6 +19,11 @@ def ensure_schemas(conn: duckdb.DuckDBPyConnection) -> None:
     """Create the layer schemas if this is a new warehouse."""
     for schema in SCHEMAS:
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+
+
+def bound(sql: str, params: dict[str, object]) -> dict[str, object]:
+    """The named parameters a statement uses, of those given (DuckDB refuses any it does not use)."""
+    return {name: value for name, value in params.items() if re.search(rf"\${name}\b", sql)}
 
 
 def build_candidate(conn: duckdb.DuckDBPyConnection, table: Table, select_sql: str, params=None) -> None:

@@ -6,8 +6,9 @@ import dagster as dg
 from pydantic import Field
 
 from retail_seg.core.expectations import GateResult, Outcome
+from retail_seg.core.mappings import SourceFormatError
 from retail_seg.core.quality import raw_gate
-from retail_seg.core.sources import SourceFormatError, load_raw
+from retail_seg.core.sources import load_raw
 from retail_seg.core.tables import RAW_LOADS, RAW_TRANSACTIONS
 from retail_seg.defs.gates import Gate
 from retail_seg.defs.metadata import DATA_ENGINEERING, layer_tags
@@ -72,12 +73,15 @@ def raw_transactions(
                 load_id=context.run.run_id,
                 scratch=warehouse.scratch_folder(),
                 follow_links=not landing.holds(path),
+                mappings=source.known_mappings(),
+                id_key=source.id_key(),
             )
         except SourceFormatError as error:
             yield from RAW_GATE.refuse(conn, _unreadable(path, error))
         gate = raw_gate(
             conn,
             RAW_TRANSACTIONS.candidate,
+            loaded.format,
             max_missing_customer_share=config.max_missing_customer_share,
             max_unparseable_share=config.max_unparseable_share,
         )

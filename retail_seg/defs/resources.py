@@ -9,8 +9,8 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from retail_seg import settings
-from retail_seg.core.formats import SourceFormatError
 from retail_seg.core.landing import is_regular_file_in
+from retail_seg.core.mappings import Mapping, SourceFormatError, load_mappings
 from retail_seg.core.publication import HeldLock, Owner, Publications, Published, Workspace
 from retail_seg.core.synthetic import write_synthetic
 from retail_seg.defs.runs import PUBLICATION, release_dead_runs
@@ -27,6 +27,18 @@ class SourceFile(dg.ConfigurableResource):
         description="A file, a folder (every export in it) or a glob; the format is recognised from the "
         "header. The default is the embedded synthetic data, generated on first use.",
     )
+    mappings: str = Field(
+        default=settings.MAPPINGS.default,
+        description="A folder of your own export mappings (*.toml), tried before the built-in ones.",
+    )
+
+    def known_mappings(self) -> tuple[Mapping, ...]:
+        """Your mappings, then the built-in ones."""
+        return load_mappings(Path(self.mappings).expanduser())
+
+    def id_key(self) -> str:
+        """The secret that hashes personal customer keys."""
+        return settings.id_key()
 
     def resolve(self) -> Path:
         """The source's path; the embedded default data is generated here when it is not there yet."""
@@ -244,7 +256,7 @@ def production_resources() -> dict[str, dg.ConfigurableResource]:
     Called when Dagster loads the definitions, never at import time.
     """
     return {
-        "source": SourceFile(path=_configured(settings.SOURCE)),
+        "source": SourceFile(path=_configured(settings.SOURCE), mappings=_configured(settings.MAPPINGS)),
         "warehouse": Warehouse(
             database=_configured(settings.WAREHOUSE),
             reports=_configured(settings.REPORTS),

@@ -5,13 +5,19 @@ import datetime as dt
 import dagster as dg
 from pydantic import Field
 
-from retail_seg.core.cleaning import REJECTION_RULES, CleaningResult, build_customers, clean_transactions
+from retail_seg.core.cleaning import (
+    REJECTION_RULES,
+    CleaningResult,
+    build_customers,
+    clean_transactions,
+    raw_mapping,
+)
 from retail_seg.core.quality import staging_gate
 from retail_seg.core.tables import CUSTOMERS, REJECTED_ROWS, STAGING_TRANSACTIONS
 from retail_seg.core.warehouse import publish
 from retail_seg.defs.gates import Gate
 from retail_seg.defs.metadata import DATA_ENGINEERING, layer_tags, table_metadata
-from retail_seg.defs.resources import Warehouse
+from retail_seg.defs.resources import SourceFile, Warehouse
 
 STAGING_GATE = Gate(
     "clean_transactions",
@@ -25,12 +31,20 @@ STAGING_GATE = Gate(
 class CleaningConfig(dg.Config):
     """How strict staging is."""
 
-    max_abs_quantity: int = Field(
-        default=10_000,
-        description="Lines whose quantity exceeds this in either direction are rejected as absurd.",
+    absurd_quantity_factor: float | None = Field(
+        default=1000.0,
+        description="A line whose quantity exceeds this many times what its product's lines usually carry "
+        "(their median) is an entry error, rejected as absurd; a genuine large order is not that far off. "
+        "Empty turns the rule off.",
+    )
+    max_abs_quantity: int | None = Field(
+        default=None,
+        description="An absolute ceiling on quantities, either sign, for exports that need one; empty: none.",
     )
     earliest_date: str = Field(
-        default="2000-01-01", description="Lines dated before this (ISO date) are rejected as out of range."
+        default="1900-01-01",
+        description="Lines dated before this (ISO date) are taken for a wrong century (a two-digit year) and "
+        "rejected as out of range.",
     )
     run_date: str | None = Field(
         default=None,
@@ -70,12 +84,17 @@ def _staged(key: str, description: str) -> dg.AssetSpec:
     ],
     check_specs=[STAGING_GATE.spec],
 )
-def staged_transactions(config: CleaningConfig, warehouse: Warehouse):
+def staged_transactions(config: CleaningConfig, source: SourceFile, warehouse: Warehouse):
     """Split raw lines into clean and rejected; every raw line lands in exactly one."""
     run_date, earliest = config.run_day(), dt.date.fromisoformat(config.earliest_date)
     with warehouse.get_connection() as conn:
         result = clean_transactions(
-            conn, run_date=run_date, max_abs_quantity=config.max_abs_quantity, earliest_date=earliest
+            conn,
+            run_date=run_date,
+            mapping=raw_mapping(conn, source.known_mappings()),
+            max_abs_quantity=config.max_abs_quantity,
+            absurd_factor=config.absurd_quantity_factor,
+            earliest_date=earliest,
         )
         gate = staging_gate(
             conn,
