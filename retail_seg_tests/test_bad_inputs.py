@@ -181,12 +181,30 @@ def test_one_customer_only(case, good, tmp_path):
 
 
 def test_two_digit_years_are_refused_at_the_staging_gate(case, good, tmp_path):
-    """Dates that parse, but as the year 24: out of range, most lines rejected, the staging gate refuses."""
+    """Dates that parse, but as the year 24: out of range, most lines rejected, the staging gate refuses,
+    says which rule rejected them and which setting changes it, and keeps the refused lines."""
     frame = good[2]
     parsed = pd.to_datetime(frame["invoice_date"])
     two_digit = frame.assign(invoice_date=parsed.dt.strftime("%-m/%-d/%y %H:%M"))
     result, workdir = case(_write(two_digit, tmp_path / "two_digit_years.csv"))
-    assert_refused(result, workdir, good, "staging", "at most 75% of lines rejected", "(100.0%)")
+    attributable = int((frame["customer_id"] != "").sum())
+    assert_refused(
+        result,
+        workdir,
+        good,
+        "staging",
+        "at most 75% of lines rejected",
+        "(100.0%)",
+        "most: invoice_date_out_of_range ",
+        "(change: staged_transactions earliest_date, run_date)",
+    )
+    [kept] = (workdir / ".warehouse.quarantine" / result.run_id).glob("staging.rejected_rows.parquet")
+    with duckdb.connect() as conn:
+        rules = dict(
+            conn.execute(f"SELECT rule, count(*) FROM read_parquet('{kept}') GROUP BY rule").fetchall()
+        )
+    assert rules["invoice_date_out_of_range"] > 0.9 * attributable  # queryable after the refusal
+    assert sum(rules.values()) == len(two_digit)
 
 
 # Files that load, with the bad lines rejected for their rule -----------------------------------------

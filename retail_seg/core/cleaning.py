@@ -68,6 +68,8 @@ class RejectionRule:
     name: str
     words: str
     predicate: str
+    remedy: str = ""
+    """Where a user changes what the rule accepts, when a refused load shows it rejected too much."""
 
 
 # Each rejected line carries the first rule it breaks, in this order: the wording and the SQL CASE that
@@ -77,39 +79,58 @@ REJECTION_RULES = (
         "missing_customer_id",
         "no customer id, so the line cannot be attributed to a customer",
         "customer_key IS NULL",
+        remedy="a guest checkout has no customer; raw_transactions max_missing_customer_share",
     ),
-    RejectionRule("unparseable_invoice_date", "invoice date is not a date", "invoice_ts IS NULL"),
+    RejectionRule(
+        "unparseable_invoice_date",
+        "invoice date is not a date",
+        "invoice_ts IS NULL",
+        remedy="the mapping's [dates] formats",
+    ),
     RejectionRule(
         "invoice_date_out_of_range",
         "invoice date before the earliest plausible date or after the run date",
         "invoice_ts < $earliest OR invoice_ts >= $latest",
+        remedy="staged_transactions earliest_date, run_date",
     ),
     RejectionRule(
-        "quantity_not_a_number", "quantity is not a number", "quantity_num IS NULL OR isnan(quantity_num)"
+        "quantity_not_a_number",
+        "quantity is not a number",
+        "quantity_num IS NULL OR isnan(quantity_num)",
+        remedy="the mapping's [numbers]",
     ),
-    RejectionRule("unit_price_not_a_number", "unit price is not a number", "unit_price_exact IS NULL"),
+    RejectionRule(
+        "unit_price_not_a_number",
+        "unit price is not a number",
+        "unit_price_exact IS NULL",
+        remedy="the mapping's [numbers]",
+    ),
     RejectionRule(
         "unconvertible_currency",
         "in a currency other than the base currency, with no rate to convert it (the mapping's [currency])",
         "currency_rate IS NULL",
+        remedy="the mapping's [currency] code and rates",
     ),
     RejectionRule(
         "bad_debt_adjustment",
         "an accounting adjustment (an invoice prefix the mapping declares, e.g. UCI's A), not a sale",
         "$adjustment_prefix IS NOT NULL AND starts_with(upper(trim(invoice_no)), $adjustment_prefix)",
+        remedy="the mapping's [rules] adjustment_prefix",
     ),
     RejectionRule(
         "non_product_line",
         "postage, fees, discounts, manual entries, samples or vouchers (codes the mapping declares)",
         "list_contains($non_product_codes, upper(trim(stock_code))) OR len(list_filter("
         "$non_product_prefixes, lambda prefix: starts_with(upper(trim(stock_code)), prefix))) > 0",
+        remedy="the mapping's [rules] non_product_codes, non_product_prefixes",
     ),
     RejectionRule(
         "cancelled_order",
         "the order was refused, refunded or voided in full (a status the mapping declares)",
         "list_contains($cancelled_statuses, lower(trim(status)))",
+        remedy="the mapping's [rules] cancelled_statuses",
     ),
-    RejectionRule("zero_quantity", "quantity is zero", "quantity_num = 0"),
+    RejectionRule("zero_quantity", "quantity is zero", "quantity_num = 0", remedy="the export itself"),
     RejectionRule(
         "fractional_quantity", "quantity is not a whole number", "quantity_num <> round(quantity_num)"
     ),
@@ -119,6 +140,7 @@ REJECTION_RULES = (
         "a quantity far beyond what the product's lines usually carry (an entry error, not a large order)",
         "($max_abs_quantity IS NOT NULL AND abs(quantity_num) > $max_abs_quantity) OR "
         "($absurd_factor IS NOT NULL AND abs(quantity_num) > $absurd_factor * typical.quantity)",
+        remedy="staged_transactions absurd_quantity_factor, max_abs_quantity",
     ),
     RejectionRule(
         "duplicate_line",
@@ -127,6 +149,7 @@ REJECTION_RULES = (
     ),
 )
 RULE_WORDS = {rule.name: rule.words for rule in REJECTION_RULES}
+RULE_REMEDIES = {rule.name: rule.remedy for rule in REJECTION_RULES}
 
 
 def _first_rule_broken_sql() -> str:

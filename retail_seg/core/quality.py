@@ -6,7 +6,7 @@ import datetime as dt
 
 import duckdb
 
-from retail_seg.core.cleaning import lines_sharing_a_key_hash_sql
+from retail_seg.core.cleaning import RULE_REMEDIES, lines_sharing_a_key_hash_sql
 from retail_seg.core.expectations import (
     FINITE_LIMIT,
     ColumnRule,
@@ -18,7 +18,7 @@ from retail_seg.core.mappings import LINE_COLUMNS as CANONICAL_COLUMNS
 from retail_seg.core.mappings import Mapping
 from retail_seg.core.parsing import parsed_sql
 from retail_seg.core.tables import Table
-from retail_seg.core.warehouse import row_count
+from retail_seg.core.warehouse import column_types, row_count
 
 
 def raw_gate(
@@ -106,6 +106,18 @@ def staging_gate(
     ).fetchall()[0][0]
     first, last = conn.execute(f"SELECT min(invoice_date), max(invoice_date) FROM {table}").fetchall()[0]
     share = refused / (clean + refused) if clean + refused else 0.0
+    # The rules that rejected most, with their counts and where a user changes them.
+    most = (
+        conn.execute(
+            f"SELECT rule, count(*) FROM {rejected} GROUP BY rule ORDER BY 2 DESC, 1 LIMIT 3"
+        ).fetchall()
+        if "rule" in dict(column_types(conn, rejected))
+        else []
+    )
+    named = "; ".join(
+        f"{rule} {count:,}" + (f" (change: {RULE_REMEDIES[rule]})" if RULE_REMEDIES.get(rule) else "")
+        for rule, count in most
+    )
     window_end = dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time())
     outcomes = [
         fact("at least one clean line", f"{clean:,} clean lines", clean > 0),
@@ -117,7 +129,8 @@ def staging_gate(
         ),
         fact(
             f"at most {max_rejected_share:.0%} of lines rejected",
-            f"{refused:,} of {clean + refused:,} rejected ({share:.1%})",
+            f"{refused:,} of {clean + refused:,} rejected ({share:.1%})"
+            + (f"; most: {named}" if named else ""),
             share <= max_rejected_share,
         ),
     ]

@@ -20,6 +20,7 @@ RAW_GATE = Gate(
     "The file has lines and every canonical column, and its dates, quantities, prices and customer ids "
     "mostly parse.",
     (RAW_TRANSACTIONS, RAW_LOADS),
+    keep=(RAW_TRANSACTIONS,),
 )
 
 
@@ -51,7 +52,7 @@ def _unreadable(source: Path, error: SourceFormatError) -> GateResult:
 @dg.asset(
     group_name="raw",
     kinds={"duckdb"},
-    code_version="4",
+    code_version="5",
     owners=DATA_ENGINEERING,
     tags=layer_tags("raw", personal_data="demographics"),
     check_specs=[RAW_GATE.spec],
@@ -85,7 +86,7 @@ def raw_transactions(
             max_missing_customer_share=config.max_missing_customer_share,
             max_unparseable_share=config.max_unparseable_share,
         )
-        yield from RAW_GATE.publish(conn, gate)
+        yield from RAW_GATE.publish(conn, gate, quarantine=warehouse.quarantine_folder())
         yield RAW_GATE.materialized(
             conn,
             gate,

@@ -25,6 +25,7 @@ STAGING_GATE = Gate(
     "Invoice lines unique, sales positive, dates plausible, a customer on every line, and not too many "
     "lines rejected.",
     (STAGING_TRANSACTIONS,),
+    keep=(REJECTED_ROWS,),
 )
 
 
@@ -66,7 +67,7 @@ def _staged(key: str, description: str) -> dg.AssetSpec:
         description=description,
         group_name="staging",
         kinds={"duckdb"},
-        code_version="3",
+        code_version="4",
         owners=DATA_ENGINEERING,
         tags=layer_tags("staging", personal_data="demographics"),
     )
@@ -104,7 +105,9 @@ def staged_transactions(config: CleaningConfig, source: SourceFile, warehouse: W
             earliest_date=earliest,
             max_rejected_share=config.max_rejected_share,
         )
-        yield from STAGING_GATE.publish(conn, gate, also=(REJECTED_ROWS,))
+        yield from STAGING_GATE.publish(
+            conn, gate, also=(REJECTED_ROWS,), quarantine=warehouse.quarantine_folder()
+        )
         yield STAGING_GATE.materialized(
             conn,
             gate,
