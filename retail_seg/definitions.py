@@ -4,14 +4,21 @@ import dagster as dg
 
 from retail_seg import settings
 from retail_seg.defs.automation import dead_runs_sensor, landing_sensor, nightly_schedule
+from retail_seg.defs.ingest import LOADED, SOURCE_FILES, file_load
 from retail_seg.defs.publication import BUILT, publication
 from retail_seg.defs.resources import production_resources
 
-ASSETS = [*BUILT, publication]
+ASSETS = [file_load, *BUILT, publication]
 
+load_job = dg.define_asset_job(
+    "load_files",
+    selection=dg.AssetSelection.assets(*LOADED),
+    partitions_def=SOURCE_FILES,
+    description="Take one file into the history (a partition per file): raw and staging gates, Parquet in the lake.",
+)
 segmentation_job = dg.define_asset_job(
     "segment_customers",
-    selection=dg.AssetSelection.all(),
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*LOADED),
     description="Load the source, clean it, build features, segment every customer, report, record the run, "
     "and publish it all at once.",
 )
@@ -21,9 +28,9 @@ def build_definitions(timezone: str = "UTC") -> dg.Definitions:
     """Everything Dagster loads; `timezone` is the nightly schedule's."""
     return dg.Definitions(
         assets=ASSETS,
-        jobs=[segmentation_job],
+        jobs=[load_job, segmentation_job],
         schedules=[nightly_schedule(segmentation_job.name, timezone)],
-        sensors=[landing_sensor(segmentation_job.name), dead_runs_sensor()],
+        sensors=[landing_sensor(load_job, segmentation_job), dead_runs_sensor()],
         resources=production_resources(),
         # One process for the whole run: a process per step costs seconds of imports each (FIELD-NOTES.md).
         executor=dg.in_process_executor,

@@ -7,6 +7,7 @@ again), unlike the layer tables, which always hold the latest good run.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ import pandas as pd
 from retail_seg.core.cleaning import rejected_by_rule
 from retail_seg.core.tables import (
     AUDIT_RUNS,
+    CROSS_LOAD_DUPLICATES,
     CUSTOMER_FEATURES,
     CUSTOMER_HISTORY,
     CUSTOMER_SEGMENTS,
@@ -26,7 +28,6 @@ from retail_seg.core.tables import (
     MODEL_FEATURES,
     PREPROCESSING_STEPS,
     RAW_LOADS,
-    RAW_TRANSACTIONS,
     REJECTED_ROWS,
     SEGMENT_HISTORY,
     SEGMENT_PROFILES,
@@ -37,8 +38,8 @@ from retail_seg.core.warehouse import ensure_schemas, row_count, transaction
 HIGH_VALUE = "high-value"
 # The tables a run has published by the time it is recorded, whose row counts the record keeps.
 RECORDED_TABLES = (
-    RAW_TRANSACTIONS,
     RAW_LOADS,
+    CROSS_LOAD_DUPLICATES,
     STAGING_TRANSACTIONS,
     REJECTED_ROWS,
     CUSTOMERS,
@@ -122,9 +123,7 @@ def run_record(
     """What the warehouse says about the run that published it: its source, row counts, rejections and
     the models' metrics, with the run's parameters and code versions."""
     row_counts, rejected, metrics = published_facts(conn)
-    [(source, digest)] = conn.execute(
-        f"SELECT any_value(source), any_value(source_sha256) FROM {RAW_LOADS}"
-    ).fetchall()
+    source, digest = history_lineage(conn)
     return RunRecord(
         run_id=run_id,
         recorded_at=recorded_at,
@@ -136,6 +135,20 @@ def run_record(
         metrics=metrics,
         code_versions=code_versions,
     )
+
+
+def history_lineage(conn: duckdb.DuckDBPyConnection) -> tuple[str | None, str | None]:
+    """The files a publication read and one checksum for them: the file's own when there is one, else over
+    each file's key and checksum."""
+    rows = conn.execute(f"SELECT key, source_file, sha256 FROM {RAW_LOADS} ORDER BY key").fetchall()
+    if not rows:
+        return None, None
+    if len(rows) == 1:
+        return rows[0][1], rows[0][2]
+    listing = "\n".join(f"{key}:{sha}" for key, _, sha in rows)
+    return f"{len(rows)} files: " + ", ".join(source for _, source, _ in rows[:5]), hashlib.sha256(
+        listing.encode()
+    ).hexdigest()
 
 
 def record_run(conn: duckdb.DuckDBPyConnection, run: RunRecord) -> int:

@@ -99,16 +99,29 @@ RAW_TRANSACTIONS = Table(
 RAW_LOADS = Table(
     "raw",
     "loads",
-    "One row per load: the source it read, the checksum of the bytes loaded, its format and its lines.",
+    "One row per load the publication read: the file, the checksum of the bytes loaded, what it held.",
     {
-        "load_id": _LINEAGE_COLUMNS["load_id"],
-        "source": "the source as configured: a file, a folder or a glob",
-        "source_sha256": "SHA-256 of the file loaded (over each file's name and checksum for several)",
-        "source_format": "the export format recognised from the header",
-        "encodings": "the text encoding of each file, in order",
-        "files": "the files loaded, in order",
-        "bytes": "bytes loaded, over every file",
-        "lines": "lines loaded",
+        "load_id": "the load (a file taken into the history once)",
+        "key": "the file's key in the history: its name (a corrected file under the name supersedes)",
+        "source_file": "the file loaded",
+        "sha256": "SHA-256 of the bytes loaded",
+        "bytes": "bytes loaded",
+        "mapping": "the mapping the file was read by",
+        "lines": "lines in the file",
+        "clean": "lines that passed every rule",
+        "rejected": "lines rejected in the load (duplicates of other files counted apart)",
+        "loaded_at": "when the load was accepted (UTC)",
+        "run_id": "the run that loaded it",
+    },
+)
+CROSS_LOAD_DUPLICATES = Table(
+    "staging",
+    "cross_load_duplicates",
+    "Lines that repeat a line of an earlier load (an invoice in two daily files): counted once.",
+    {
+        "load_id": "the later load, whose copy is left out",
+        "source_row": "the copy's row in its file",
+        "source_file": "the later load's file",
     },
 )
 STAGING_TRANSACTIONS = Table(

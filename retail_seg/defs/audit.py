@@ -26,9 +26,7 @@ def _code_versions(context: dg.AssetExecutionContext) -> dict[str, str | None]:
 @dg.asset(
     # Every asset whose tables the record counts.
     deps=[
-        "raw_transactions",
-        "clean_transactions",
-        "rejected_rows",
+        "transaction_history",
         "customers",
         "customer_features",
         "eda_summary",

@@ -1,11 +1,14 @@
 """Automation: the nightly re-segmentation and the landing-folder sensor."""
 
+import hashlib
 import json
 import time
 
 import dagster as dg
 
+from retail_seg.core.lake import file_key
 from retail_seg.core.landing import scan_landing
+from retail_seg.defs.ingest import SOURCE_FILES
 from retail_seg.defs.resources import LandingFolder
 from retail_seg.defs.runs import release_dead_runs
 
@@ -34,16 +37,18 @@ def _unsuccessful_run(instance: dg.DagsterInstance, sha256: str) -> str | None:
     return runs[0].run_id if runs and runs[0].status in ended else None
 
 
-def landing_sensor(job_name: str, settle_seconds: float = SETTLE_SECONDS) -> dg.SensorDefinition:
-    """A sensor that starts one run per new or changed file in the landing folder."""
+def landing_sensor(load_job, publish_job, settle_seconds: float = SETTLE_SECONDS) -> dg.SensorDefinition:
+    """A sensor that loads each new or changed file of the landing folder as its own partition, then
+    re-segments the whole history once."""
 
     @dg.sensor(
         name="incoming_files",
-        job_name=job_name,
+        jobs=[load_job, publish_job],
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="One run per new or changed export in the landing folder, keyed by its SHA-256; a "
-        "file whose run failed runs again when it changes or is touched.",
+        description="Loads each new or changed export in the landing folder (a partition per file name, "
+        "runs keyed by its SHA-256; a file whose load failed runs again when it changes or is touched), "
+        "then one run re-segments the whole history.",
     )
     def incoming_files(context: dg.SensorEvaluationContext, landing: LandingFolder):
         before = json.loads(context.cursor) if context.cursor else {}
@@ -66,14 +71,28 @@ def landing_sensor(job_name: str, settle_seconds: float = SETTLE_SECONDS) -> dg.
                     # a retry of content whose run failed is keyed by that run, so it happens once per
                     # failure, whatever the file's name or modification time.
                     run_key=f"{arrival.sha256}:after-{retry}" if retry else arrival.sha256,
-                    run_config={"ops": {"raw_transactions": {"config": {"source": str(arrival.path)}}}},
+                    job_name=load_job.name,
+                    partition_key=file_key(arrival.path),
+                    run_config={"ops": {"file_load": {"config": {"source": str(arrival.path)}}}},
                     tags={"retail_seg/source": arrival.path.name, SHA256_TAG: arrival.sha256},
+                )
+            )
+        if requests:  # after the loads (the queue keeps their order), one publication of the whole history
+            keys = ",".join(r.run_key for r in requests)
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"publish:{hashlib.sha256(keys.encode()).hexdigest()}", job_name=publish_job.name
                 )
             )
         return dg.SensorResult(
             run_requests=requests,
             cursor=json.dumps(scan.seen),
             skip_reason=None if requests else f"no new or changed export in {landing.resolve()}",
+            dynamic_partitions_requests=[
+                SOURCE_FILES.build_add_request([r.partition_key for r in requests if r.partition_key])
+            ]
+            if requests
+            else [],
         )
 
     return incoming_files

@@ -11,7 +11,7 @@ from retail_seg.defs.resources import Warehouse
 
 
 @dg.asset(
-    deps=["customer_features", "customers", "clean_transactions"],
+    deps=["customer_features", "customers", "transaction_history"],
     group_name="marts",
     kinds={"duckdb", "matplotlib"},
     code_version="3",

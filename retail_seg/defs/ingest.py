@@ -1,99 +1,140 @@
-"""Raw layer: the source file as text, with its lineage, behind the raw gate."""
+"""Loads: one file into the history, as a partition of the raw and staging layers, behind their gates.
+
+Each file is a partition (its name is the key, so a corrected file under the same name supersedes it).
+A load writes its lines into the lake, beside the warehouse, never into the warehouse: loads of
+different files share nothing and may run at once; the publication reads every accepted load.
+"""
 
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
-from retail_seg.core.expectations import GateResult, Outcome
-from retail_seg.core.mappings import SourceFormatError
-from retail_seg.core.quality import raw_gate
-from retail_seg.core.sources import load_raw
-from retail_seg.core.tables import RAW_LOADS, RAW_TRANSACTIONS
+from retail_seg.core.lake import file_key
+from retail_seg.core.loads import LoadOutcome, load_file
 from retail_seg.defs.gates import Gate
 from retail_seg.defs.metadata import DATA_ENGINEERING, layer_tags
-from retail_seg.defs.resources import LandingFolder, SourceFile, Warehouse
+from retail_seg.defs.resources import LandingFolder, LoadRules, SourceFile, Warehouse
 
+SOURCE_FILES = dg.DynamicPartitionsDefinition(name="source_files")
 RAW_GATE = Gate(
     "raw_transactions",
     "raw",
     "The file has lines and every canonical column, and its dates, quantities, prices and customer ids "
     "mostly parse.",
-    (RAW_TRANSACTIONS, RAW_LOADS),
-    keep=(RAW_TRANSACTIONS,),
+    (),
 )
+STAGING_GATE = Gate(
+    "clean_transactions",
+    "staging",
+    "Invoice lines unique, sales positive, dates plausible, a customer on every line, and not too many "
+    "lines rejected.",
+    (),
+)
+LOADED = ("raw_transactions", "clean_transactions", "rejected_rows")
 
 
-class RawConfig(dg.Config):
-    """How much of a source may be unusable before the whole file is refused."""
+class LoadConfig(dg.Config):
+    """Which file a load reads."""
 
-    max_missing_customer_share: float = Field(
-        default=0.5,
-        description="Most lines may lack a customer id (guest checkouts); beyond this share the export "
-        "is suspect and refused.",
-    )
-    max_unparseable_share: float = Field(
-        default=0.05,
-        description="Beyond this share of unparseable dates, quantities or prices, a column is wrong, "
-        "not a few lines, and the file is refused.",
-    )
     source: str | None = Field(
         default=None,
-        description="A file to load instead of the source resource's; the landing-folder sensor sets it "
-        "per file.",
+        description="The file to load; the landing-folder sensor sets it. Empty: the file of the configured "
+        "source whose name is the partition's key.",
     )
 
 
-def _unreadable(source: Path, error: SourceFormatError) -> GateResult:
-    outcome = Outcome("the file is readable as a known export format", str(error), False, "duckdb")
-    return GateResult("raw", str(source), (outcome,))
+def _spec(key: str, description: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key,
+        description=description,
+        group_name="raw" if key == "raw_transactions" else "staging",
+        kinds={"duckdb", "parquet"},
+        code_version="6",
+        owners=DATA_ENGINEERING,
+        tags=layer_tags("raw" if key == "raw_transactions" else "staging", personal_data="demographics"),
+        partitions_def=SOURCE_FILES,
+        deps=[] if key == "raw_transactions" else ["raw_transactions"],
+    )
 
 
-@dg.asset(
-    group_name="raw",
-    kinds={"duckdb"},
-    code_version="5",
-    owners=DATA_ENGINEERING,
-    tags=layer_tags("raw", personal_data="demographics"),
-    check_specs=[RAW_GATE.spec],
+@dg.multi_asset(
+    specs=[
+        _spec("raw_transactions", "One file's lines as the export wrote them, behind the raw gate."),
+        _spec("clean_transactions", "One file's typed, deduplicated lines, returns flagged, a line total."),
+        _spec("rejected_rows", "One file's lines staging refused, with the rule each broke and its values."),
+    ],
+    check_specs=[RAW_GATE.spec, STAGING_GATE.spec],
+    partitions_def=SOURCE_FILES,
 )
-def raw_transactions(
+def file_load(
     context: dg.AssetExecutionContext,
-    config: RawConfig,
+    config: LoadConfig,
     source: SourceFile,
     landing: LandingFolder,
+    load_rules: LoadRules,
     warehouse: Warehouse,
 ):
-    """Every line of the source export, mapped to canonical column names and kept as text."""
-    path = Path(config.source).expanduser().absolute() if config.source else source.resolve()
-    with warehouse.get_connection() as conn:
-        try:
-            loaded = load_raw(
-                conn,
-                landing.admit(path),
-                load_id=context.run.run_id,
-                scratch=warehouse.scratch_folder(),
-                follow_links=not landing.holds(path),
-                mappings=source.known_mappings(),
-                id_key=source.id_key(),
-            )
-        except SourceFormatError as error:
-            yield from RAW_GATE.refuse(conn, _unreadable(path, error))
-        gate = raw_gate(
-            conn,
-            RAW_TRANSACTIONS.candidate,
-            loaded.format,
-            max_missing_customer_share=config.max_missing_customer_share,
-            max_unparseable_share=config.max_unparseable_share,
+    """Take one file into the history: accepted when its raw and staging gates pass, refused otherwise."""
+    path = (
+        Path(config.source).expanduser().absolute()
+        if config.source
+        else _source_file(source, context.partition_key)
+    )
+    outcome = load_file(
+        landing.admit(path),
+        warehouse.lake(),
+        load_id=f"{context.partition_key}@{context.run.run_id}",
+        run_id=context.run.run_id,
+        rules=load_rules.rules(),
+        mappings=source.known_mappings(),
+        id_key=source.id_key(),
+        memory_limit=warehouse.memory_limit,
+        follow_links=not landing.holds(path),
+    )
+    yield from load_results(outcome)
+
+
+def _source_file(source: SourceFile, key: str) -> Path:
+    matches = [path for path in source.files() if file_key(path) == key]
+    if not matches:
+        raise dg.Failure(description=f"no file of the source {source.resolve()} has the key {key!r}")
+    return matches[0]
+
+
+def load_results(outcome: LoadOutcome):
+    """A load's gate verdicts and materializations; a refused load ends its step in plain words."""
+    yield RAW_GATE.check_result(outcome.raw_gate)
+    if outcome.staging_gate is not None:
+        yield STAGING_GATE.check_result(outcome.staging_gate)
+    if not outcome.accepted:
+        gate = outcome.staging_gate if outcome.refused_at == "staging" else outcome.raw_gate
+        raise dg.Failure(
+            description=f"{outcome.record.source_file} refused: {gate.message()}; its lines are kept in "
+            f"{outcome.kept}; the history keeps its last accepted version of this file",
+            allow_retries=False,
         )
-        yield from RAW_GATE.publish(conn, gate, quarantine=warehouse.quarantine_folder())
-        yield RAW_GATE.materialized(
-            conn,
-            gate,
-            {
-                "source_file": dg.MetadataValue.path(str(path)),
-                "source_sha256": loaded.sha256,
-                "source_format": loaded.format.name,
-                "source_encoding": loaded.encoding,
-            },
-        )
+    record = outcome.record
+    facts = {
+        "load_id": record.load_id,
+        "source_file": dg.MetadataValue.path(record.source_file),
+        "source_sha256": record.sha256,
+        "mapping": record.mapping,
+        "supersedes": outcome.superseded.load_id if outcome.superseded else "nothing: a new file",
+    }
+    yield dg.MaterializeResult(
+        asset_key="raw_transactions", metadata={**facts, "dagster/row_count": record.lines}
+    )
+    yield dg.MaterializeResult(
+        asset_key="clean_transactions", metadata={**facts, "dagster/row_count": record.clean}
+    )
+    yield dg.MaterializeResult(
+        asset_key="rejected_rows",
+        metadata={
+            **facts,
+            "dagster/row_count": record.rejected,
+            "rejected_by_rule": dg.MetadataValue.json(
+                outcome.cleaning.rejected_by_rule if outcome.cleaning else {}
+            ),
+        },
+    )

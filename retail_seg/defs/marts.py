@@ -109,7 +109,7 @@ class SegmentationConfig(dg.Config):
 
 
 @dg.asset(
-    deps=["clean_transactions"],
+    deps=["transaction_history"],
     group_name="marts",
     kinds={"duckdb"},
     code_version="5",

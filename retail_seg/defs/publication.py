@@ -2,13 +2,12 @@
 
 import dagster as dg
 
-from retail_seg.defs import audit, eda, ingest, marts, reports, staging
+from retail_seg.defs import audit, eda, marts, reports, staging
 from retail_seg.defs.metadata import DATA_ENGINEERING, layer_tags
 from retail_seg.defs.resources import Warehouse
 
 BUILT = [
-    ingest.raw_transactions,
-    staging.staged_transactions,
+    staging.transaction_history,
     staging.customers,
     marts.customer_features,
     eda.eda_summary,
@@ -39,8 +38,10 @@ def publication(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.M
     published = warehouse.publish(context.run.run_id)
     if published is None:
         return dg.MaterializeResult(metadata={"published_run": "none: this run built nothing to publish"})
+    collected = warehouse.collect_superseded_loads()
     return dg.MaterializeResult(
         metadata={
+            "superseded_loads_removed": len(collected),
             "published_run": published.run_id,
             "replaced_run": published.previous or "none: the first publication",
             "warehouse": dg.MetadataValue.path(str(published.database)),

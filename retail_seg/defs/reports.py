@@ -18,7 +18,7 @@ FIGURES_FROM = (
 
 
 @dg.asset(
-    deps=[*FIGURES_FROM, "customer_features", "model_features", "rejected_rows"],
+    deps=[*FIGURES_FROM, "customer_features", "model_features", "transaction_history"],
     group_name="reports",
     kinds={"html"},
     code_version="3",

@@ -1,5 +1,6 @@
 """Resources: where the pipeline reads its source and writes its warehouse and report."""
 
+import datetime as dt
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -9,9 +10,12 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from retail_seg import settings
+from retail_seg.core.lake import Lake
 from retail_seg.core.landing import is_regular_file_in
+from retail_seg.core.loads import LoadRules as LoadLimits
 from retail_seg.core.mappings import Mapping, SourceFormatError, load_mappings
 from retail_seg.core.publication import HeldLock, Owner, Publications, Published, Workspace
+from retail_seg.core.sources import source_files
 from retail_seg.core.synthetic import write_synthetic
 from retail_seg.defs.runs import PUBLICATION, release_dead_runs
 
@@ -39,6 +43,10 @@ class SourceFile(dg.ConfigurableResource):
     def id_key(self) -> str:
         """The secret that hashes personal customer keys."""
         return settings.id_key()
+
+    def files(self) -> list[Path]:
+        """The export files the source names (a file, a folder's exports, a glob's matches)."""
+        return source_files(self.resolve())
 
     def resolve(self) -> Path:
         """The source's path; the embedded default data is generated here when it is not there yet."""
@@ -70,6 +78,19 @@ class Warehouse(DuckDBResource):
 
     def publications(self) -> Publications:
         return Publications(Path(self.database), Path(self.reports))
+
+    def lake(self) -> Lake:
+        """The history's accepted loads, beside the warehouse."""
+        return Lake(Path(self.database))
+
+    def collect_superseded_loads(self) -> list[str]:
+        """Remove the loads no longer in force that the current publication does not read."""
+        database = self.publications().live_database()
+        if database is None:
+            return []
+        with duckdb.connect(str(database), read_only=True) as conn:
+            read = {load_id for (load_id,) in conn.execute("SELECT load_id FROM raw.loads").fetchall()}
+        return self.lake().collect(keep=read)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """At the start of a run: refuse a selection that could not publish, record the process the run
@@ -223,6 +244,55 @@ def _log(message: str) -> None:
     context.log.info(message)
 
 
+class LoadRules(dg.ConfigurableResource):
+    """What a load of one file may get wrong before it is refused, and what its lines must be."""
+
+    max_missing_customer_share: float = Field(
+        default=0.5,
+        description="Most lines may lack a customer id (guest checkouts); beyond this share the export "
+        "is suspect and refused.",
+    )
+    max_unparseable_share: float = Field(
+        default=0.05,
+        description="Beyond this share of unparseable dates, quantities or prices, a column is wrong, "
+        "not a few lines, and the file is refused.",
+    )
+    absurd_quantity_factor: float | None = Field(
+        default=1000.0,
+        description="A line whose quantity exceeds this many times what its product's lines usually carry "
+        "(their median) is an entry error, rejected as absurd; a genuine large order is not that far off. "
+        "Empty turns the rule off.",
+    )
+    max_abs_quantity: int | None = Field(
+        default=None,
+        description="An absolute ceiling on quantities, either sign, for exports that need one; empty: none.",
+    )
+    earliest_date: str = Field(
+        default="1900-01-01",
+        description="Lines dated before this (ISO date) are taken for a wrong century (a two-digit year) and "
+        "rejected as out of range.",
+    )
+    run_date: str | None = Field(
+        default=None,
+        description="Lines dated after this (ISO date) have not happened yet and are rejected. Empty "
+        "means today.",
+    )
+    max_rejected_share: float = Field(
+        default=0.75, description="A load is refused when more than this share of its lines is rejected."
+    )
+
+    def rules(self) -> LoadLimits:
+        return LoadLimits(
+            run_date=dt.date.fromisoformat(self.run_date) if self.run_date else dt.date.today(),
+            earliest_date=dt.date.fromisoformat(self.earliest_date),
+            absurd_factor=self.absurd_quantity_factor,
+            max_abs_quantity=self.max_abs_quantity,
+            max_missing_customer_share=self.max_missing_customer_share,
+            max_unparseable_share=self.max_unparseable_share,
+            max_rejected_share=self.max_rejected_share,
+        )
+
+
 class LandingFolder(dg.ConfigurableResource):
     """Folder the sensor watches for new exports."""
 
@@ -268,4 +338,5 @@ def production_resources() -> dict[str, dg.ConfigurableResource]:
             memory_limit=_configured(settings.MEMORY_LIMIT),
         ),
         "landing": LandingFolder(path=_configured(settings.INCOMING)),
+        "load_rules": LoadRules(),
     }

@@ -1,138 +1,123 @@
-"""Staging layer: typed clean lines, rejected lines with their rule, and one row per customer."""
-
-import datetime as dt
+"""Staging layer: the history of every accepted load, and one row per customer."""
 
 import dagster as dg
-from pydantic import Field
 
-from retail_seg.core.cleaning import (
-    REJECTION_RULES,
-    CleaningResult,
-    build_customers,
-    clean_transactions,
-    raw_mapping,
+from retail_seg.core.cleaning import build_customers
+from retail_seg.core.history import adopt_tables, build_history
+from retail_seg.core.lake import file_key
+from retail_seg.core.loads import LoadOutcome, load_file
+from retail_seg.core.sources import file_sha256
+from retail_seg.core.tables import (
+    CROSS_LOAD_DUPLICATES,
+    CUSTOMERS,
+    RAW_LOADS,
+    REJECTED_ROWS,
+    STAGING_TRANSACTIONS,
 )
-from retail_seg.core.quality import staging_gate
-from retail_seg.core.tables import CUSTOMERS, REJECTED_ROWS, STAGING_TRANSACTIONS
 from retail_seg.core.warehouse import publish
-from retail_seg.defs.gates import Gate
+from retail_seg.defs.ingest import LOADED, SOURCE_FILES
 from retail_seg.defs.metadata import DATA_ENGINEERING, layer_tags, table_metadata
-from retail_seg.defs.resources import SourceFile, Warehouse
+from retail_seg.defs.resources import LoadRules, SourceFile, Warehouse
 
-STAGING_GATE = Gate(
-    "clean_transactions",
-    "staging",
-    "Invoice lines unique, sales positive, dates plausible, a customer on every line, and not too many "
-    "lines rejected.",
-    (STAGING_TRANSACTIONS,),
-    keep=(REJECTED_ROWS,),
+LOADS_CHECK = dg.AssetCheckSpec(
+    name="every_file_loaded",
+    asset="transaction_history",
+    description="Every file of the configured source is in the history as it is now (a refused file keeps "
+    "its last accepted version, or none, and is named here).",
 )
-
-
-class CleaningConfig(dg.Config):
-    """How strict staging is."""
-
-    absurd_quantity_factor: float | None = Field(
-        default=1000.0,
-        description="A line whose quantity exceeds this many times what its product's lines usually carry "
-        "(their median) is an entry error, rejected as absurd; a genuine large order is not that far off. "
-        "Empty turns the rule off.",
-    )
-    max_abs_quantity: int | None = Field(
-        default=None,
-        description="An absolute ceiling on quantities, either sign, for exports that need one; empty: none.",
-    )
-    earliest_date: str = Field(
-        default="1900-01-01",
-        description="Lines dated before this (ISO date) are taken for a wrong century (a two-digit year) and "
-        "rejected as out of range.",
-    )
-    run_date: str | None = Field(
-        default=None,
-        description="Lines dated after this (ISO date) have not happened yet and are rejected. Empty "
-        "means today.",
-    )
-    max_rejected_share: float = Field(
-        default=0.75, description="The staging gate fails when more than this share of lines is rejected."
-    )
-
-    def run_day(self) -> dt.date:
-        return dt.date.fromisoformat(self.run_date) if self.run_date else dt.date.today()
-
-
-def _staged(key: str, description: str) -> dg.AssetSpec:
-    return dg.AssetSpec(
-        key,
-        deps=["raw_transactions"],
-        description=description,
-        group_name="staging",
-        kinds={"duckdb"},
-        code_version="4",
-        owners=DATA_ENGINEERING,
-        tags=layer_tags("staging", personal_data="demographics"),
-    )
-
-
-@dg.multi_asset(
-    specs=[
-        _staged(
-            "clean_transactions", "Typed, deduplicated invoice lines with returns flagged and a line total."
-        ),
-        _staged(
-            "rejected_rows",
-            "Raw lines that staging refused, with the rule each broke and its original values.",
-        ),
-    ],
-    check_specs=[STAGING_GATE.spec],
-)
-def staged_transactions(config: CleaningConfig, source: SourceFile, warehouse: Warehouse):
-    """Split raw lines into clean and rejected; every raw line lands in exactly one."""
-    run_date, earliest = config.run_day(), dt.date.fromisoformat(config.earliest_date)
-    with warehouse.get_connection() as conn:
-        result = clean_transactions(
-            conn,
-            run_date=run_date,
-            mapping=raw_mapping(conn, source.known_mappings()),
-            max_abs_quantity=config.max_abs_quantity,
-            absurd_factor=config.absurd_quantity_factor,
-            earliest_date=earliest,
-        )
-        gate = staging_gate(
-            conn,
-            STAGING_TRANSACTIONS.candidate,
-            REJECTED_ROWS.candidate,
-            run_date=run_date,
-            earliest_date=earliest,
-            max_rejected_share=config.max_rejected_share,
-        )
-        yield from STAGING_GATE.publish(
-            conn, gate, also=(REJECTED_ROWS,), quarantine=warehouse.quarantine_folder()
-        )
-        yield STAGING_GATE.materialized(
-            conn,
-            gate,
-            {
-                "rejected_rows": result.rejected_rows,
-                "run_date": str(run_date),
-                "max_abs_quantity": config.max_abs_quantity,
-            },
-        )
-        yield dg.MaterializeResult(
-            asset_key="rejected_rows", metadata={**table_metadata(conn, REJECTED_ROWS), **_by_rule(result)}
-        )
-
-
-def _by_rule(result: CleaningResult) -> dict[str, dg.MetadataValue]:
-    """Rejected lines per rule, every rule listed, and what each rule means."""
-    counts = {rule.name: result.rejected_by_rule.get(rule.name, 0) for rule in REJECTION_RULES}
-    return {
-        "rejected_by_rule": dg.MetadataValue.json(counts),
-        "rules": dg.MetadataValue.md("\n".join(f"- `{r.name}`: {r.words}" for r in REJECTION_RULES)),
-    }
 
 
 @dg.asset(
-    deps=["clean_transactions"],
+    deps=["raw_transactions", "clean_transactions", "rejected_rows"],
+    group_name="staging",
+    kinds={"duckdb", "parquet"},
+    code_version="1",
+    owners=DATA_ENGINEERING,
+    tags=layer_tags("staging", personal_data="demographics"),
+    check_specs=[LOADS_CHECK],
+)
+def transaction_history(
+    context: dg.AssetExecutionContext, source: SourceFile, load_rules: LoadRules, warehouse: Warehouse
+):
+    """Every accepted load as the staging layer: lines repeated across files count once.
+
+    It first loads the files of the configured source that the history does not hold as they are now
+    (new, or corrected under the same name), each as its own partition; a refused file is named by a
+    warning and the history goes ahead with what was accepted.
+    """
+    lake = warehouse.lake()
+    refused = []
+    for outcome in catch_up(context, source, load_rules, warehouse):
+        if not outcome.accepted:
+            refused.append(f"{outcome.record.key}: {(outcome.staging_gate or outcome.raw_gate).message()}")
+    with warehouse.get_connection() as conn:
+        adopted = adopt_tables(conn, lake, context.run.run_id)
+        history = build_history(conn, lake)
+        metadata = table_metadata(conn, STAGING_TRANSACTIONS, REJECTED_ROWS, RAW_LOADS, CROSS_LOAD_DUPLICATES)
+    yield dg.AssetCheckResult(
+        check_name="every_file_loaded",
+        passed=not refused,
+        severity=dg.AssetCheckSeverity.WARN,
+        description="; ".join(refused) or "every file of the source is in the history as it is now",
+        metadata={"refused": len(refused)},
+    )
+    yield dg.MaterializeResult(
+        metadata={
+            **metadata,
+            "loads": len(history.loads),
+            "lines": history.lines,
+            "repeated_across_files": history.duplicates,
+            "history_sha256": history.checksum,
+            "adopted_from_before_the_lake": adopted.lines if adopted else 0,
+            "refused_files": dg.MetadataValue.md("\n".join(f"- {r}" for r in refused) or "none"),
+        }
+    )
+
+
+def catch_up(context, source: SourceFile, load_rules: LoadRules, warehouse: Warehouse) -> list[LoadOutcome]:
+    """Load every file of the configured source whose content the history does not hold, each recorded as
+    a materialization (or a refusal) of its partition."""
+    accepted = warehouse.lake().accepted()
+    pending = [
+        p
+        for p in source.files()
+        if accepted.get(file_key(p), None) is None or accepted[file_key(p)].sha256 != file_sha256(p)
+    ]
+    if not pending:
+        return []
+    context.instance.add_dynamic_partitions(SOURCE_FILES.name, [file_key(p) for p in pending])
+    outcomes = []
+    for path in pending:
+        outcome = load_file(
+            path,
+            warehouse.lake(),
+            load_id=f"{file_key(path)}@{context.run.run_id}",
+            run_id=context.run.run_id,
+            rules=load_rules.rules(),
+            mappings=source.known_mappings(),
+            id_key=source.id_key(),
+            memory_limit=warehouse.memory_limit,
+        )
+        context.log.info(
+            f"loaded {path.name}: {outcome.record.clean:,} clean, {outcome.record.rejected:,} rejected"
+            if outcome.accepted
+            else f"refused {path.name}: {(outcome.staging_gate or outcome.raw_gate).message()}"
+        )
+        if outcome.accepted:
+            for asset in LOADED:
+                context.log_event(
+                    dg.AssetMaterialization(
+                        asset_key=asset,
+                        partition=outcome.record.key,
+                        metadata={"load_id": outcome.record.load_id, "source_sha256": outcome.record.sha256},
+                    )
+                )
+        outcomes.append(outcome)
+    return outcomes
+
+
+@dg.asset(
+    deps=["transaction_history"],
     group_name="staging",
     kinds={"duckdb"},
     code_version="2",

@@ -1,0 +1,207 @@
+"""The history a publication derives from: every accepted load of the lake, as the staging layer.
+
+`staging.transactions` and `staging.rejected_rows` become views over the accepted loads' Parquet files,
+fixed for the publication (the files are immutable, named by load). A line repeated across files (an
+invoice in two daily exports) counts once: the copy in the later load is rejected as `duplicate_line`.
+`raw.loads` lists the loads the publication reads, which keeps their files from being collected while a
+publication reads them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import duckdb
+
+from retail_seg.core.cleaning import lines_sharing_a_key_hash_sql
+from retail_seg.core.lake import Lake, LoadRecord
+from retail_seg.core.mappings import CANONICAL as RAW_COLUMNS
+from retail_seg.core.mappings import LINE_COLUMNS
+from retail_seg.core.parsing import literal
+from retail_seg.core.tables import CROSS_LOAD_DUPLICATES, RAW_LOADS, REJECTED_ROWS, STAGING_TRANSACTIONS
+from retail_seg.core.warehouse import ensure_schemas, row_count, transaction
+
+# The clean line as a load writes it (staging's columns), for a history with no load yet.
+LINE_SCHEMA = (
+    ("invoice_no", "VARCHAR"),
+    ("stock_code", "VARCHAR"),
+    ("description", "VARCHAR"),
+    ("quantity", "BIGINT"),
+    ("unit_price", "DECIMAL(18, 4)"),
+    ("invoice_date", "TIMESTAMP"),
+    ("customer_id", "VARCHAR"),
+    ("country", "VARCHAR"),
+    ("age", "INTEGER"),
+    ("gender", "VARCHAR"),
+    ("product_category", "VARCHAR"),
+    ("is_return", "BOOLEAN"),
+    ("line_total", "DECIMAL(38, 4)"),
+    ("load_id", "VARCHAR"),
+    ("source_row", "BIGINT"),
+)
+REJECTED_SCHEMA = (
+    ("load_id", "VARCHAR"),
+    ("source_file", "VARCHAR"),
+    ("source_row", "BIGINT"),
+    ("rule", "VARCHAR"),
+    *((column, "VARCHAR") for column in RAW_COLUMNS),
+)
+LOADS_SCHEMA = (
+    "load_id VARCHAR, key VARCHAR, source_file VARCHAR, sha256 VARCHAR, bytes BIGINT, mapping VARCHAR, "
+    "lines BIGINT, clean BIGINT, rejected BIGINT, loaded_at TIMESTAMP, run_id VARCHAR"
+)
+
+
+@dataclass(frozen=True)
+class History:
+    """What a publication reads: the accepted loads, in the order they were accepted, and what they hold."""
+
+    loads: tuple[LoadRecord, ...]
+    lines: int
+    duplicates: int
+
+    @property
+    def checksum(self) -> str:
+        """One checksum for the history: over each file's key and the checksum of its accepted bytes."""
+        listing = "\n".join(f"{r.key}:{r.sha256}" for r in sorted(self.loads, key=lambda r: r.key))
+        return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def _files(paths: list[str]) -> str:
+    return "[" + ", ".join(literal(p) for p in paths) + "]"
+
+
+def _empty(schema: tuple[tuple[str, str], ...]) -> str:
+    return "SELECT " + ", ".join(f"CAST(NULL AS {kind}) AS {name}" for name, kind in schema) + " WHERE false"
+
+
+def _drop_tables_of_before_the_lake(conn: duckdb.DuckDBPyConnection) -> None:
+    """A warehouse from before the lake held the staging layer as tables; the views replace them."""
+    for table in (STAGING_TRANSACTIONS, REJECTED_ROWS):
+        kind = conn.execute(
+            "SELECT table_type FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [table.schema, table.name],
+        ).fetchall()
+        if kind and kind[0][0] == "BASE TABLE":
+            conn.execute(f"DROP TABLE {table}")
+
+
+def build_history(conn: duckdb.DuckDBPyConnection, lake: Lake) -> History:
+    """Point the staging layer at every load in force, and list those loads in `raw.loads`."""
+    ensure_schemas(conn)
+    loads = tuple(sorted(lake.accepted().values(), key=lambda r: (r.loaded_at, r.load_id)))
+    clean = [str(lake.files(r)[0]) for r in loads]
+    rejected = [str(lake.files(r)[1]) for r in loads if lake.files(r)[1].exists()]
+    key = ", ".join(LINE_COLUMNS)
+    ranks = ", ".join(f"({literal(r.load_id)}, {i}, {literal(r.source_file)})" for i, r in enumerate(loads))
+    with transaction(conn):
+        _drop_tables_of_before_the_lake(conn)
+        if clean:
+            lines = f"read_parquet({_files(clean)}, union_by_name = true)"
+            # Every copy of a line after the first, in the order loads were accepted: only lines whose key
+            # hash repeats are compared value by value.
+            conn.execute(
+                f"""
+                CREATE OR REPLACE TABLE {CROSS_LOAD_DUPLICATES} AS
+                WITH lines AS NOT MATERIALIZED (SELECT * FROM {lines}),
+                ranks(load_id, rank, source_file) AS (VALUES {ranks}),
+                candidates AS ({lines_sharing_a_key_hash_sql("lines", key)})
+                SELECT load_id, source_row, source_file FROM (
+                    SELECT c.load_id, c.source_row, ranks.source_file,
+                           row_number() OVER (PARTITION BY {key} ORDER BY ranks.rank, c.source_row) AS copy
+                    FROM candidates c JOIN ranks USING (load_id)
+                )
+                WHERE copy > 1
+                """
+            )
+            conn.execute(
+                f"CREATE OR REPLACE VIEW {STAGING_TRANSACTIONS} AS SELECT l.* FROM {lines} l "
+                f"ANTI JOIN {CROSS_LOAD_DUPLICATES} USING (load_id, source_row)"
+            )
+            as_text = ", ".join(
+                f"CAST(l.{c} AS VARCHAR) AS {c}"
+                if c in dict(LINE_SCHEMA)
+                else f"CAST(NULL AS VARCHAR) AS {c}"
+                for c in RAW_COLUMNS
+            )
+            parts = [
+                f"SELECT l.load_id, d.source_file, l.source_row, 'duplicate_line' AS rule, {as_text} "
+                f"FROM {lines} l JOIN {CROSS_LOAD_DUPLICATES} d USING (load_id, source_row)"
+            ]
+        else:
+            conn.execute(
+                f"CREATE OR REPLACE TABLE {CROSS_LOAD_DUPLICATES} "
+                "(load_id VARCHAR, source_row BIGINT, source_file VARCHAR)"
+            )
+            conn.execute(f"CREATE OR REPLACE VIEW {STAGING_TRANSACTIONS} AS {_empty(LINE_SCHEMA)}")
+            parts = []
+        if rejected:
+            parts.insert(0, f"SELECT * FROM read_parquet({_files(rejected)}, union_by_name = true)")
+        body = " UNION ALL BY NAME ".join(parts) if parts else _empty(REJECTED_SCHEMA)
+        conn.execute(f"CREATE OR REPLACE VIEW {REJECTED_ROWS} AS {body}")
+        conn.execute(f"CREATE OR REPLACE TABLE {RAW_LOADS} ({LOADS_SCHEMA})")
+        if loads:
+            conn.executemany(
+                f"INSERT INTO {RAW_LOADS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMP), ?)",
+                [
+                    (
+                        r.load_id,
+                        r.key,
+                        r.source_file,
+                        r.sha256,
+                        r.bytes,
+                        r.mapping,
+                        r.lines,
+                        r.clean,
+                        r.rejected,
+                        r.loaded_at,
+                        r.run_id,
+                    )
+                    for r in loads
+                ],
+            )
+    return History(loads, row_count(conn, STAGING_TRANSACTIONS), row_count(conn, CROSS_LOAD_DUPLICATES))
+
+
+def adopt_tables(conn: duckdb.DuckDBPyConnection, lake: Lake, run_id: str) -> LoadRecord | None:
+    """A warehouse from before the lake holds its staging layer as tables: take them into the lake as one
+    load, so its history goes on (the next loads add to it; nothing is reloaded)."""
+    exists = conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ? "
+        "AND table_type = 'BASE TABLE'",
+        [STAGING_TRANSACTIONS.schema, STAGING_TRANSACTIONS.name],
+    ).fetchall()[0][0]
+    if not exists or lake.accepted():
+        return None
+    load_id = f"before-the-lake-{run_id}"
+    folder = lake.building(load_id)
+    columns = ", ".join(name for name, _ in LINE_SCHEMA if name not in ("load_id",))
+    conn.execute(
+        f"COPY (SELECT {columns}, {literal(load_id)} AS load_id FROM {STAGING_TRANSACTIONS}) "
+        f"TO {literal(str(folder / 'lines.parquet'))} (FORMAT parquet)"
+    )
+    conn.execute(
+        f"COPY (SELECT * REPLACE ({literal(load_id)} AS load_id) FROM {REJECTED_ROWS}) "
+        f"TO {literal(str(folder / 'rejected.parquet'))} (FORMAT parquet)"
+    )
+    [(lines, clean, rejected, digest)] = conn.execute(
+        f"""SELECT (SELECT count(*) FROM {STAGING_TRANSACTIONS}) + (SELECT count(*) FROM {REJECTED_ROWS}),
+                   (SELECT count(*) FROM {STAGING_TRANSACTIONS}), (SELECT count(*) FROM {REJECTED_ROWS}),
+                   (SELECT CAST(sum(hash(t)) AS VARCHAR) FROM {STAGING_TRANSACTIONS} t)"""
+    ).fetchall()
+    record = LoadRecord(
+        load_id=load_id,
+        key="before-the-lake",
+        source_file="the warehouse's own staging tables",
+        sha256=hashlib.sha256(str(digest).encode()).hexdigest(),
+        bytes=0,
+        mapping="canonical",
+        lines=lines,
+        clean=clean,
+        rejected=rejected,
+        loaded_at="1970-01-01T00:00:00",
+        run_id=run_id,
+    )
+    lake.accept(record)
+    return record

@@ -1,0 +1,163 @@
+"""A load: one file taken into the history, through the raw and staging gates, in a DuckDB of its own.
+
+The load reads its file (from a snapshot hashed while copied), types and judges every line by the
+file's mapping, and writes the clean and the rejected lines as Parquet into its folder of the lake. It
+never opens the warehouse, so loads of different files run side by side on any worker; the lake's
+pointer for the file moves to it only when both gates passed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from retail_seg.core.cleaning import CleaningResult, clean_transactions
+from retail_seg.core.expectations import GateResult, Outcome
+from retail_seg.core.lake import LINES, REJECTED, Lake, LoadRecord, file_key
+from retail_seg.core.mappings import Mapping, SourceFormatError
+from retail_seg.core.quality import raw_gate, staging_gate
+from retail_seg.core.sources import LoadedSource, load_raw
+from retail_seg.core.tables import RAW_LOADS, RAW_TRANSACTIONS, REJECTED_ROWS, STAGING_TRANSACTIONS
+from retail_seg.core.warehouse import publish, row_count
+
+
+@dataclass(frozen=True)
+class LoadRules:
+    """How much a load may get wrong before it is refused, and what its lines must be."""
+
+    run_date: dt.date
+    earliest_date: dt.date = dt.date(1900, 1, 1)
+    absurd_factor: float | None = 1000.0
+    max_abs_quantity: int | None = None
+    max_missing_customer_share: float = 0.5
+    max_unparseable_share: float = 0.05
+    max_rejected_share: float = 0.75
+
+
+@dataclass(frozen=True)
+class LoadOutcome:
+    """What a load did: its record, each gate's verdict, and the load it superseded when accepted."""
+
+    record: LoadRecord
+    raw_gate: GateResult
+    staging_gate: GateResult | None = None
+    cleaning: CleaningResult | None = None
+    superseded: LoadRecord | None = None
+    refused_at: str | None = None
+    kept: Path | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.refused_at is None
+
+
+def _unreadable(path: Path, error: SourceFormatError) -> GateResult:
+    outcome = Outcome("the file is readable as a known export format", str(error), False, "duckdb")
+    return GateResult("raw", str(path), (outcome,))
+
+
+def _copy(conn: duckdb.DuckDBPyConnection, table: str, target: Path) -> None:
+    quoted = str(target).replace("'", "''")
+    conn.execute(f"COPY (SELECT * FROM {table}) TO '{quoted}' (FORMAT parquet)")
+
+
+def load_file(
+    path: Path,
+    lake: Lake,
+    load_id: str,
+    run_id: str,
+    rules: LoadRules,
+    mappings: tuple[Mapping, ...],
+    id_key: str | None,
+    memory_limit: str = "2GB",
+    follow_links: bool = True,
+) -> LoadOutcome:
+    """Load one file into the lake; accepted only when the raw and staging gates pass, refused (and kept
+    aside with its lines) otherwise. Nothing in force changes unless the load is accepted."""
+    folder = lake.building(load_id)
+    record = LoadRecord(
+        load_id=load_id,
+        key=file_key(path),
+        source_file=str(path),
+        sha256="",
+        bytes=0,
+        mapping="",
+        lines=0,
+        clean=0,
+        rejected=0,
+        loaded_at=dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds"),
+        run_id=run_id,
+    )
+    config = {"memory_limit": memory_limit, "temp_directory": str(folder / "spill")}
+    with duckdb.connect(":memory:", config=config) as conn:
+        try:
+            loaded = load_raw(
+                conn,
+                path,
+                load_id,
+                scratch=folder,
+                follow_links=follow_links,
+                mappings=mappings,
+                id_key=id_key,
+            )
+        except SourceFormatError as error:
+            gate = _unreadable(path, error)
+            return LoadOutcome(record, gate, refused_at="raw", kept=lake.refuse(record, gate.message()))
+        record = _with_source(record, loaded, conn)
+        gate = raw_gate(
+            conn,
+            RAW_TRANSACTIONS.candidate,
+            loaded.format,
+            max_missing_customer_share=rules.max_missing_customer_share,
+            max_unparseable_share=rules.max_unparseable_share,
+        )
+        if not gate.passed:
+            _copy(conn, str(RAW_TRANSACTIONS.candidate), folder / "raw.parquet")
+            return LoadOutcome(record, gate, refused_at="raw", kept=lake.refuse(record, gate.message()))
+        publish(conn, RAW_TRANSACTIONS, RAW_LOADS)
+        cleaning = clean_transactions(
+            conn,
+            run_date=rules.run_date,
+            mapping=loaded.format,
+            max_abs_quantity=rules.max_abs_quantity,
+            absurd_factor=rules.absurd_factor,
+            earliest_date=rules.earliest_date,
+        )
+        staging = staging_gate(
+            conn,
+            STAGING_TRANSACTIONS.candidate,
+            REJECTED_ROWS.candidate,
+            run_date=rules.run_date,
+            earliest_date=rules.earliest_date,
+            max_rejected_share=rules.max_rejected_share,
+        )
+        _copy(conn, str(REJECTED_ROWS.candidate), folder / REJECTED)
+        record = _with_counts(record, cleaning)
+        if not staging.passed:
+            kept = lake.refuse(record, staging.message())
+            return LoadOutcome(record, gate, staging, cleaning, refused_at="staging", kept=kept)
+        _copy(conn, str(STAGING_TRANSACTIONS.candidate), folder / LINES)
+    shutil.rmtree(folder / "spill", ignore_errors=True)
+    superseded = lake.accept(record)
+    return LoadOutcome(record, gate, staging, cleaning, superseded=superseded)
+
+
+def _with_source(record: LoadRecord, loaded: LoadedSource, conn: duckdb.DuckDBPyConnection) -> LoadRecord:
+    [(size,)] = conn.execute(f"SELECT bytes FROM {RAW_LOADS.candidate}").fetchall()
+    return LoadRecord(
+        **{
+            **record.__dict__,
+            "sha256": loaded.sha256,
+            "bytes": size,
+            "mapping": loaded.format.name,
+            "lines": row_count(conn, RAW_TRANSACTIONS.candidate),
+        }
+    )
+
+
+def _with_counts(record: LoadRecord, cleaning: CleaningResult) -> LoadRecord:
+    return LoadRecord(**{**record.__dict__, "clean": cleaning.clean_rows, "rejected": cleaning.rejected_rows})
