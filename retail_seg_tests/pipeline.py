@@ -9,7 +9,7 @@ import dagster as dg
 import duckdb
 
 from retail_seg.definitions import ASSETS
-from retail_seg.defs.resources import LandingFolder, SourceFile, Warehouse
+from retail_seg.defs.resources import LandingFolder, LoadRules, SourceFile, Warehouse
 
 # Every asset of the graph, named here rather than read from the definitions so a lost asset fails.
 ALL_ASSETS = {
@@ -27,6 +27,7 @@ ALL_ASSETS = {
     "segment_report",
     "segment_history",
     "segment_migration",
+    "transaction_history",
     "publication",
 }
 
@@ -37,13 +38,22 @@ def resources(source: Path, workdir: Path) -> dict[str, dg.ConfigurableResource]
         "source": SourceFile(path=str(source)),
         "landing": LandingFolder(path=str(workdir / "incoming")),
         "warehouse": Warehouse(database=str(workdir / "warehouse.duckdb"), reports=str(workdir / "reports")),
+        "load_rules": LoadRules(),
     }
 
 
+PUBLISHED = [key for asset in ASSETS if asset.partitions_def is None for key in asset.keys]
+
+
 def materialize_all(source: Path, workdir: Path, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
-    """Materialize every asset on `source`, writing under `workdir`."""
+    """One run over `source`, writing under `workdir`: its new files loaded into the history, then every
+    customer re-segmented and published (as `python -m retail_seg run` does)."""
     return dg.materialize(
-        ASSETS, resources=resources(source, workdir), run_config=run_config, raise_on_error=False
+        ASSETS,
+        selection=PUBLISHED,
+        resources=resources(source, workdir),
+        run_config=run_config,
+        raise_on_error=False,
     )
 
 

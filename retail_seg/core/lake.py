@@ -50,6 +50,7 @@ class LoadRecord:
     rejected: int
     loaded_at: str
     run_id: str
+    encoding: str = ""
 
     @property
     def folder_name(self) -> str:

@@ -154,6 +154,7 @@ def _with_source(record: LoadRecord, loaded: LoadedSource, conn: duckdb.DuckDBPy
             "sha256": loaded.sha256,
             "bytes": size,
             "mapping": loaded.format.name,
+            "encoding": loaded.encoding,
             "lines": row_count(conn, RAW_TRANSACTIONS.candidate),
         }
     )

@@ -114,7 +114,16 @@ def _check_file(path: Path) -> None:
 
 
 def source_files(source: Path) -> list[Path]:
-    """The export files a source names: the file itself, every export in a folder, or a glob's matches."""
+    """The export files a source names: the file itself, every export in a folder, or a glob's matches,
+    each checked to be a readable export."""
+    files = source_paths(source)
+    for path in files:
+        _check_file(path)
+    return files
+
+
+def source_paths(source: Path) -> list[Path]:
+    """The files a source names, unchecked (each is then loaded, or refused, on its own)."""
     text = str(source)
     if any(char in Path(text).name for char in "*?["):
         files = sorted(p for p in Path(text).parent.glob(Path(text).name) if p.is_file())
@@ -126,8 +135,6 @@ def source_files(source: Path) -> list[Path]:
         files = [Path(text)]
     if not files:
         raise SourceFormatError(f"{source}: {NO_FILES} ({', '.join(SUPPORTED_SUFFIXES)})")
-    for path in files:
-        _check_file(path)
     return files
 
 

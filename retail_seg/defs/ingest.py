@@ -102,39 +102,73 @@ def _source_file(source: SourceFile, key: str) -> Path:
     return matches[0]
 
 
-def load_results(outcome: LoadOutcome):
-    """A load's gate verdicts and materializations; a refused load ends its step in plain words."""
-    yield RAW_GATE.check_result(outcome.raw_gate)
+def _verdicts(outcome: LoadOutcome) -> list[tuple[Gate, object]]:
+    gates = [(RAW_GATE, outcome.raw_gate)]
     if outcome.staging_gate is not None:
-        yield STAGING_GATE.check_result(outcome.staging_gate)
-    if not outcome.accepted:
-        gate = outcome.staging_gate if outcome.refused_at == "staging" else outcome.raw_gate
-        raise dg.Failure(
-            description=f"{outcome.record.source_file} refused: {gate.message()}; its lines are kept in "
-            f"{outcome.kept}; the history keeps its last accepted version of this file",
-            allow_retries=False,
-        )
+        gates.append((STAGING_GATE, outcome.staging_gate))
+    return gates
+
+
+def _facts(outcome: LoadOutcome) -> dict[str, dict[str, object]]:
+    """Each loaded asset's metadata."""
     record = outcome.record
     facts = {
         "load_id": record.load_id,
         "source_file": dg.MetadataValue.path(record.source_file),
         "source_sha256": record.sha256,
-        "mapping": record.mapping,
+        "source_format": record.mapping,
+        "source_encoding": record.encoding,
         "supersedes": outcome.superseded.load_id if outcome.superseded else "nothing: a new file",
     }
-    yield dg.MaterializeResult(
-        asset_key="raw_transactions", metadata={**facts, "dagster/row_count": record.lines}
-    )
-    yield dg.MaterializeResult(
-        asset_key="clean_transactions", metadata={**facts, "dagster/row_count": record.clean}
-    )
-    yield dg.MaterializeResult(
-        asset_key="rejected_rows",
-        metadata={
+    by_rule = outcome.cleaning.rejected_by_rule if outcome.cleaning else {}
+    return {
+        "raw_transactions": {**facts, "dagster/row_count": record.lines},
+        "clean_transactions": {**facts, "dagster/row_count": record.clean},
+        "rejected_rows": {
             **facts,
             "dagster/row_count": record.rejected,
-            "rejected_by_rule": dg.MetadataValue.json(
-                outcome.cleaning.rejected_by_rule if outcome.cleaning else {}
-            ),
+            "rejected_by_rule": dg.MetadataValue.json(by_rule),
         },
+    }
+
+
+def refusal_message(outcome: LoadOutcome) -> str:
+    gate = outcome.staging_gate if outcome.refused_at == "staging" else outcome.raw_gate
+    return (
+        f"{outcome.record.source_file} refused: {gate.message()}; its lines are kept in {outcome.kept}; the "
+        "history keeps its last accepted version of this file"
     )
+
+
+def load_results(outcome: LoadOutcome):
+    """A load's gate verdicts and materializations, from its own step; a refused load ends the step."""
+    for gate, verdict in _verdicts(outcome):
+        yield gate.check_result(verdict)
+    if not outcome.accepted:
+        raise dg.Failure(description=refusal_message(outcome), allow_retries=False)
+    for asset, metadata in _facts(outcome).items():
+        yield dg.MaterializeResult(asset_key=asset, metadata=metadata)
+
+
+def load_events(outcome: LoadOutcome) -> list[dg.AssetCheckEvaluation | dg.AssetMaterialization]:
+    """The same, as events another step logs for the file's partition (a load made by the publication)."""
+    key = outcome.record.key
+    events: list = [
+        dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey(gate.asset),
+            check_name=result.check_name,
+            passed=result.passed,
+            severity=result.severity,
+            description=result.description,
+            metadata=result.metadata,
+            partition=key,
+        )
+        for gate, verdict in _verdicts(outcome)
+        for result in [gate.check_result(verdict)]
+    ]
+    if outcome.accepted:
+        events += [
+            dg.AssetMaterialization(asset_key=asset, partition=key, metadata=metadata)
+            for asset, metadata in _facts(outcome).items()
+        ]
+    return events

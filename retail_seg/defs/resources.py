@@ -15,7 +15,7 @@ from retail_seg.core.landing import is_regular_file_in
 from retail_seg.core.loads import LoadRules as LoadLimits
 from retail_seg.core.mappings import Mapping, SourceFormatError, load_mappings
 from retail_seg.core.publication import HeldLock, Owner, Publications, Published, Workspace
-from retail_seg.core.sources import source_files
+from retail_seg.core.sources import source_paths
 from retail_seg.core.synthetic import write_synthetic
 from retail_seg.defs.runs import PUBLICATION, release_dead_runs
 
@@ -45,8 +45,9 @@ class SourceFile(dg.ConfigurableResource):
         return settings.id_key()
 
     def files(self) -> list[Path]:
-        """The export files the source names (a file, a folder's exports, a glob's matches)."""
-        return source_files(self.resolve())
+        """The files the source names (a file, a folder's exports, a glob's matches), each then loaded or
+        refused on its own."""
+        return source_paths(self.resolve())
 
     def resolve(self) -> Path:
         """The source's path; the embedded default data is generated here when it is not there yet."""

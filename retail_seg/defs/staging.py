@@ -15,7 +15,7 @@ from retail_seg.core.tables import (
     STAGING_TRANSACTIONS,
 )
 from retail_seg.core.warehouse import publish
-from retail_seg.defs.ingest import LOADED, SOURCE_FILES
+from retail_seg.defs.ingest import SOURCE_FILES, load_events, refusal_message
 from retail_seg.defs.metadata import DATA_ENGINEERING, layer_tags, table_metadata
 from retail_seg.defs.resources import LoadRules, SourceFile, Warehouse
 
@@ -46,10 +46,20 @@ def transaction_history(
     warning and the history goes ahead with what was accepted.
     """
     lake = warehouse.lake()
-    refused = []
-    for outcome in catch_up(context, source, load_rules, warehouse):
-        if not outcome.accepted:
-            refused.append(f"{outcome.record.key}: {(outcome.staging_gate or outcome.raw_gate).message()}")
+    outcomes = catch_up(context, source, load_rules, warehouse)
+    refused = [refusal_message(o) for o in outcomes if not o.accepted]
+    if outcomes and len(refused) == len(outcomes):
+        # Nothing new was accepted: publishing the same history again would change nothing but run ids.
+        yield dg.AssetCheckResult(
+            check_name="every_file_loaded",
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description="; ".join(refused),
+        )
+        raise dg.Failure(
+            description="nothing new to publish, every file that changed was refused: " + "; ".join(refused),
+            allow_retries=False,
+        )
     with warehouse.get_connection() as conn:
         adopted = adopt_tables(conn, lake, context.run.run_id)
         history = build_history(conn, lake)
@@ -74,15 +84,19 @@ def transaction_history(
     )
 
 
+def _held(record, path) -> bool:
+    """Whether the history holds this file as it is now (a missing or unreadable file is not held)."""
+    try:
+        return record is not None and record.sha256 == file_sha256(path)
+    except OSError:
+        return False
+
+
 def catch_up(context, source: SourceFile, load_rules: LoadRules, warehouse: Warehouse) -> list[LoadOutcome]:
     """Load every file of the configured source whose content the history does not hold, each recorded as
     a materialization (or a refusal) of its partition."""
     accepted = warehouse.lake().accepted()
-    pending = [
-        p
-        for p in source.files()
-        if accepted.get(file_key(p), None) is None or accepted[file_key(p)].sha256 != file_sha256(p)
-    ]
+    pending = [path for path in source.files() if not _held(accepted.get(file_key(path)), path)]
     if not pending:
         return []
     context.instance.add_dynamic_partitions(SOURCE_FILES.name, [file_key(p) for p in pending])
@@ -101,17 +115,10 @@ def catch_up(context, source: SourceFile, load_rules: LoadRules, warehouse: Ware
         context.log.info(
             f"loaded {path.name}: {outcome.record.clean:,} clean, {outcome.record.rejected:,} rejected"
             if outcome.accepted
-            else f"refused {path.name}: {(outcome.staging_gate or outcome.raw_gate).message()}"
+            else refusal_message(outcome)
         )
-        if outcome.accepted:
-            for asset in LOADED:
-                context.log_event(
-                    dg.AssetMaterialization(
-                        asset_key=asset,
-                        partition=outcome.record.key,
-                        metadata={"load_id": outcome.record.load_id, "source_sha256": outcome.record.sha256},
-                    )
-                )
+        for event in load_events(outcome):
+            context.log_event(event)
         outcomes.append(outcome)
     return outcomes
 
