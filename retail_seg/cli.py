@@ -22,6 +22,7 @@ from retail_seg.core.sources import NO_FILES, NOT_FOUND
 class Exit(IntEnum):
     OK = 0
     FAILED = 1  # the run failed: a gate refused the data, or a step failed
+    DATA_REFUSED = 65  # EX_DATAERR: the run published, without a file whose load was refused
     NOT_FOUND = 66  # EX_NOINPUT: no such source, warehouse or customer
     DISK_FULL = 74  # EX_IOERR: no space left where the warehouse or the instance writes
     BUSY = 75  # EX_TEMPFAIL: another process holds the warehouse; try again when it is done
@@ -106,6 +107,15 @@ def _failures(result) -> list[tuple[str, str, str]]:
     return failures or run_level
 
 
+def _refused_files(result) -> list[str]:
+    """What the history's `every_file_loaded` check says was refused, when it failed."""
+    return [
+        evaluation.description
+        for evaluation in result.get_asset_check_evaluations()
+        if evaluation.check_name == "every_file_loaded" and not evaluation.passed
+    ]
+
+
 def _run(args: argparse.Namespace) -> int:
     import dagster as dg
 
@@ -129,7 +139,10 @@ def _run(args: argparse.Namespace) -> int:
     print(f"materialized: {', '.join(materialized) or 'nothing'}")
     if result.success:
         print(f"report: {Path(settings.REPORTS.value()) / 'index.html'}")
-        return Exit.OK
+        refused = _refused_files(result)
+        for refusal in refused:
+            print(f"published without a refused file: {refusal}", file=sys.stderr)
+        return Exit.DATA_REFUSED if refused else Exit.OK
     failures = _failures(result)
     for where, reason, _ in failures:
         print(f"{where} failed: {reason}")

@@ -4,7 +4,7 @@ import dagster as dg
 
 from retail_seg import settings
 from retail_seg.defs.automation import dead_runs_sensor, landing_sensor, nightly_schedule
-from retail_seg.defs.ingest import LOADED, SOURCE_FILES, file_load
+from retail_seg.defs.ingest import LOADED, file_load
 from retail_seg.defs.publication import BUILT, publication
 from retail_seg.defs.resources import production_resources
 
@@ -13,8 +13,8 @@ ASSETS = [file_load, *BUILT, publication]
 load_job = dg.define_asset_job(
     "load_files",
     selection=dg.AssetSelection.assets(*LOADED),
-    partitions_def=SOURCE_FILES,
-    description="Take one file into the history (a partition per file): raw and staging gates, Parquet in the lake.",
+    description="Take one file into the history (a partition per file): raw and staging gates, Parquet in "
+    "the lake.",
 )
 segmentation_job = dg.define_asset_job(
     "segment_customers",

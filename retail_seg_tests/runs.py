@@ -17,7 +17,7 @@ from retail_seg_tests.pipeline import folder_digest
 from retail_seg_tests.servers import REPO
 
 # Columns that name the run or the moment, which differ between two runs on the same data.
-RUN_SPECIFIC = {"run_id", "load_id", "recorded_at", "parameters", "previous_run"}
+RUN_SPECIFIC = {"run_id", "load_id", "loaded_at", "recorded_at", "parameters", "previous_run"}
 
 
 def start_run(env: dict[str, str], source: Path, log: Path, **extra: str) -> subprocess.Popen:

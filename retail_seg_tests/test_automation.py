@@ -10,7 +10,7 @@ import pytest
 
 from retail_seg.core.landing import Scan, scan_landing
 from retail_seg.core.mappings import SourceFormatError
-from retail_seg.definitions import build_definitions, segmentation_job
+from retail_seg.definitions import build_definitions, load_job, segmentation_job
 from retail_seg.defs.automation import SHA256_TAG, landing_sensor
 from retail_seg.defs.resources import LandingFolder
 
@@ -34,18 +34,31 @@ def instance():
 @pytest.fixture
 def tick(tmp_path, instance):
     """Evaluate the sensor once, carrying its cursor from tick to tick like the daemon does."""
-    sensor = landing_sensor(segmentation_job.name, settle_seconds=0)
-    state = {"cursor": None, "skipped": None}
+    sensor = landing_sensor(load_job, segmentation_job, settle_seconds=0)
+    state = {"cursor": None, "skipped": None, "partitions": []}
+    definitions = build_definitions()
 
     def evaluate() -> list[dg.RunRequest]:
+        """The loads a tick asks for; after them, one publication of the whole history."""
         context = dg.build_sensor_context(
             instance=instance,
             cursor=state["cursor"],
             resources={"landing": LandingFolder(path=str(tmp_path))},
+            definitions=definitions,
+            instance_ref=instance.get_ref(),  # as the daemon gives it: partition keys are checked
         )
         result = sensor.evaluate_tick(context)
         state["cursor"], state["skipped"] = result.cursor, result.skip_message
-        return result.run_requests
+        requests = result.run_requests
+        if not requests:
+            return []
+        *loads, publication = requests
+        assert {r.job_name for r in loads} == {load_job.name}
+        assert publication.job_name == segmentation_job.name and publication.partition_key is None
+        added = [key for r in result.dynamic_partitions_requests for key in r.partition_keys]
+        assert added == [r.partition_key for r in loads]  # each load's partition exists before its run
+        state["partitions"] += added
+        return loads
 
     evaluate.state = state
     return evaluate
@@ -66,7 +79,8 @@ def test_sensor_runs_each_new_content_once(tick, tmp_path):
     export = tmp_path / "export_2025_12.csv"
     export.write_text("invoice_no,quantity\n1,2\n")
     [request] = tick()
-    assert request.run_config["ops"]["raw_transactions"]["config"]["source"] == str(export)
+    assert request.run_config["ops"]["file_load"]["config"]["source"] == str(export)
+    assert request.partition_key == "export_2025_12.csv"
     assert request.tags["retail_seg/source"] == "export_2025_12.csv"
     assert tick() == []  # the same file again: nothing
     shutil.copy(export, tmp_path / "export_copy.csv")

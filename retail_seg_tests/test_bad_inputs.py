@@ -1,8 +1,9 @@
 """The bad-input catalogue: what real exports throw at the pipeline, and exactly what happens to each.
 
-Every case starts from a warehouse holding a good run. A case that must be refused asserts which gate
-failed and why, that nothing downstream ran, and that every published table is unchanged. A case that
-must load asserts which rows were rejected for which rule.
+Every case starts from a warehouse holding a good run. A file refused at its load (raw or staging gate)
+fails that load; the publication over the accepted history goes ahead and says so, and every staging and
+mart table holds what it held. A file refused later (features) publishes nothing: every table is
+unchanged. A case that must load asserts which rows were rejected for which rule.
 """
 
 import datetime as dt
@@ -14,9 +15,11 @@ import duckdb
 import pandas as pd
 import pytest
 
+from retail_seg.core.lake import Lake
 from retail_seg.core.synthetic import write_synthetic
 from retail_seg.core.warehouse import published_checksums
 from retail_seg_tests.pipeline import ALL_ASSETS, folder_digest, materialize_all, query
+from retail_seg_tests.runs import published_content
 
 
 @pytest.fixture(scope="module")
@@ -29,18 +32,34 @@ def good(tmp_path_factory):
     with duckdb.connect(str(workdir / "warehouse.duckdb"), read_only=True) as conn:
         checksums = published_checksums(conn)
     frame = pd.read_csv(source, dtype=str, keep_default_na=False)
-    return workdir, checksums, frame, folder_digest(workdir / "reports")
+    return workdir, checksums, frame, folder_digest(workdir / "reports"), _derived(workdir)
+
+
+# Marts that compare a run with the one before it, so a second run over the same history changes them.
+SINCE_THE_PREVIOUS_RUN = ("marts.segment_migration", "marts.fallen_from_high_value")
+
+
+def _derived(workdir: Path) -> dict[str, tuple]:
+    """What the history and its marts hold, run ids and timestamps aside."""
+    return {
+        table: content
+        for table, content in published_content(workdir).items()
+        if table.startswith(("staging.", "marts.")) and table not in SINCE_THE_PREVIOUS_RUN
+    }
 
 
 @pytest.fixture
 def case(good, tmp_path):
-    """Run the pipeline on a bad file against a copy of the good warehouse and report, with a history of
-    its own (the copy carries no loads), so the file is judged alone, as an export that replaces all."""
+    """Run the pipeline on a bad file against a copy of the good warehouse and report. With `history`, the
+    good run's loads come too and the file adds to them; without, the file is judged alone (the copy carries
+    no loads)."""
     workdir = good[0]
 
-    def run(path: Path) -> tuple[dg.ExecuteInProcessResult, Path]:
+    def run(path: Path, history: bool = False) -> tuple[dg.ExecuteInProcessResult, Path]:
         shutil.copy(workdir / "warehouse.duckdb", tmp_path / "warehouse.duckdb")
         shutil.copytree(workdir / "reports", tmp_path / "reports", dirs_exist_ok=True)
+        if history:
+            shutil.copytree(workdir / LAKE, tmp_path / LAKE)
         return materialize_all(path, tmp_path), tmp_path
 
     return run
@@ -74,8 +93,25 @@ UPSTREAM = {
         "customers",
     },
 }
-# A load refused by its raw or staging gate is named by the history's check, and nothing new is published.
-LOAD_GATES = {"raw", "staging"}
+LAKE = ".warehouse.lake"
+
+
+def assert_load_refused(result, workdir, good, path: Path, gate: str, *words: str):
+    """The file's load failed at `gate` saying `words`; the publication over the history went ahead, loud
+    about it (the history's warning, `audit.load_events`), and the history and marts hold what they held."""
+    assert result.success
+    failed = _failed_checks(result)
+    check = f"{gate}_gate"
+    assert set(failed) == {check, "every_file_loaded"}
+    for word in words:
+        assert word in failed[check]
+    assert f"{path} refused" in failed["every_file_loaded"]
+    assert _derived(workdir) == good[4]
+    assert Lake(workdir / "warehouse.duckdb").accepted() == Lake(good[0] / "warehouse.duckdb").accepted()
+    [(source, run_id)] = query(
+        workdir, "SELECT source_file, run_id FROM audit.load_events WHERE event = 'refused'"
+    )
+    assert source == str(path) and run_id == result.run_id  # recorded by the publication that met it
 
 
 def assert_refused(result, workdir, good, gate: str, *words: str):
@@ -84,8 +120,7 @@ def assert_refused(result, workdir, good, gate: str, *words: str):
     assert not result.success
     failed = _failed_checks(result)
     check = f"{gate}_gate"
-    # A refused load is named by its gate and, since nothing new was accepted, by the history's warning.
-    assert set(failed) == ({check, "every_file_loaded"} if gate in LOAD_GATES else {check})
+    assert set(failed) == {check}
     for word in words:
         assert word in failed[check]
     assert _materialized(result) == UPSTREAM.get(gate, set())
@@ -109,30 +144,32 @@ def _rejected(workdir: Path) -> dict[int, str]:
 def test_empty_file(case, good, tmp_path):
     path = tmp_path / "empty.csv"
     path.write_bytes(b"")
-    result, workdir = case(path)
-    assert_refused(result, workdir, good, "raw", "empty.csv", "file is empty")
+    result, workdir = case(path, history=True)
+    assert_load_refused(result, workdir, good, path, "raw", "empty.csv", "file is empty")
 
 
 def test_header_only(case, good, tmp_path):
     path = tmp_path / "header.csv"
     path.write_text(",".join(good[2].columns) + "\n")
-    result, workdir = case(path)
-    assert_refused(result, workdir, good, "raw", "at least one transaction line", "0 lines")
+    result, workdir = case(path, history=True)
+    assert_load_refused(result, workdir, good, path, "raw", "at least one transaction line", "0 lines")
 
 
 def test_required_column_missing(case, good, tmp_path):
     path = _write(good[2].drop(columns="invoice_date"), tmp_path / "no_date.csv")
-    result, workdir = case(path)
-    assert_refused(result, workdir, good, "raw", "no_date.csv", "missing column 'invoice_date'")
+    result, workdir = case(path, history=True)
+    assert_load_refused(result, workdir, good, path, "raw", "no_date.csv", "missing column 'invoice_date'")
 
 
 def test_columns_renamed(case, good, tmp_path):
     renamed = good[2].rename(columns={"quantity": "Qty", "unit_price": "Price Each"})
-    result, workdir = case(_write(renamed, tmp_path / "renamed.csv"))
-    assert_refused(
+    path = _write(renamed, tmp_path / "renamed.csv")
+    result, workdir = case(path, history=True)
+    assert_load_refused(
         result,
         workdir,
         good,
+        path,
         "raw",
         "missing columns 'quantity', 'unit_price'",
         "the header has 11 columns, 9 of them canonical's",
@@ -141,27 +178,29 @@ def test_columns_renamed(case, good, tmp_path):
 
 def test_text_in_a_whole_numeric_column(case, good, tmp_path):
     priced = good[2].assign(unit_price="£" + good[2]["unit_price"])
-    result, workdir = case(_write(priced, tmp_path / "pounds.csv"))
-    assert_refused(result, workdir, good, "raw", "unit prices are numbers", "e.g. £")
+    path = _write(priced, tmp_path / "pounds.csv")
+    result, workdir = case(path, history=True)
+    assert_load_refused(result, workdir, good, path, "raw", "unit prices are numbers", "e.g. £")
 
 
 def test_every_customer_id_missing(case, good, tmp_path):
-    result, workdir = case(_write(good[2].assign(customer_id=""), tmp_path / "guests.csv"))
-    assert_refused(result, workdir, good, "raw", "lines have a customer id", "(100.00%)")
+    path = _write(good[2].assign(customer_id=""), tmp_path / "guests.csv")
+    result, workdir = case(path, history=True)
+    assert_load_refused(result, workdir, good, path, "raw", "lines have a customer id", "(100.00%)")
 
 
 def test_european_export_with_decimal_commas(case, good, tmp_path):
     path = tmp_path / "semicolons.csv"
     good[2].assign(unit_price=good[2]["unit_price"].str.replace(".", ",")).to_csv(path, sep=";", index=False)
-    result, workdir = case(path)
-    assert_refused(result, workdir, good, "raw", "unit prices are numbers")
+    result, workdir = case(path, history=True)
+    assert_load_refused(result, workdir, good, path, "raw", "unit prices are numbers")
 
 
 def test_unsupported_file_type(case, good, tmp_path):
     path = tmp_path / "export.json"
     path.write_text("[]")
-    result, workdir = case(path)
-    assert_refused(result, workdir, good, "raw", "export.json", "file type '.json' not supported")
+    result, workdir = case(path, history=True)
+    assert_load_refused(result, workdir, good, path, "raw", "export.json", "file type '.json' not supported")
 
 
 # Files that load, but stop before the marts -------------------------------------------------------
@@ -196,17 +235,19 @@ def test_two_digit_years_are_refused_at_the_staging_gate(case, good, tmp_path):
     frame = good[2]
     parsed = pd.to_datetime(frame["invoice_date"])
     two_digit = frame.assign(invoice_date=parsed.dt.strftime("%-m/%-d/%y %H:%M"))
-    result, workdir = case(_write(two_digit, tmp_path / "two_digit_years.csv"))
+    path = _write(two_digit, tmp_path / "two_digit_years.csv")
+    result, workdir = case(path, history=True)
     attributable = int((frame["customer_id"] != "").sum())
-    assert_refused(
+    assert_load_refused(
         result,
         workdir,
         good,
+        path,
         "staging",
         "at most 75% of lines rejected",
         "(100.0%)",
         "most: invoice_date_out_of_range ",
-        "(change: staged_transactions earliest_date, run_date)",
+        "(change: load_rules earliest_date, run_date)",
     )
     [kept] = (workdir / ".warehouse.lake" / "refused").glob("two_digit_years.csv@*/rejected.parquet")
     with duckdb.connect() as conn:
@@ -282,7 +323,7 @@ def test_non_utf8_bytes_are_read_as_latin1(case, tmp_path):
 
 
 def test_duplicated_file_contents_count_once(case, good, tmp_path):
-    workdir_good, before, frame, _ = good
+    workdir_good, before, frame, *_ = good
     doubled = pd.concat([frame, frame], ignore_index=True)
     result, workdir = case(_write(doubled, tmp_path / "twice.csv"))
     assert result.success
@@ -346,7 +387,7 @@ def test_outlier_heavy_file(case, good, tmp_path):
 
 
 def test_bom_crlf_and_quoted_commas_read_like_a_plain_file(case, good, tmp_path):
-    _, before, frame, _ = good
+    _, before, frame, *_ = good
     quoted = frame.assign(description=frame["description"].str.replace("HOLDER", "HOLDER, WHITE"))
     path = tmp_path / "windows.csv"
     quoted.to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\r\n")

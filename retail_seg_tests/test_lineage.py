@@ -16,7 +16,8 @@ import pytest
 from retail_seg.core.synthetic import write_synthetic
 from retail_seg.core.tables import FIGURES, SCHEMAS
 from retail_seg.definitions import ASSETS
-from retail_seg.defs.resources import LandingFolder, SourceFile, Warehouse
+from retail_seg.defs.resources import Warehouse
+from retail_seg_tests.pipeline import PUBLISHED, resources
 
 TABLE = r"\b(?:" + "|".join(SCHEMAS) + r")\.[A-Za-z_][A-Za-z0-9_]*"
 WRITE = re.compile(
@@ -85,16 +86,13 @@ def traced(tmp_path_factory):
     source, _ = write_synthetic(workdir / "source", customers=400, seed=8)
     READS.clear()
     WRITES.clear()
-    result = dg.materialize(
-        ASSETS,
-        resources={
-            "source": SourceFile(path=str(source)),
-            "landing": LandingFolder(path=str(workdir / "incoming")),
-            "warehouse": TracingWarehouse(
-                database=str(workdir / "warehouse.duckdb"), reports=str(workdir / "reports")
-            ),
-        },
-    )
+    traced_resources = {
+        **resources(source, workdir),
+        "warehouse": TracingWarehouse(
+            database=str(workdir / "warehouse.duckdb"), reports=str(workdir / "reports")
+        ),
+    }
+    result = dg.materialize(ASSETS, selection=PUBLISHED, resources=traced_resources)
     assert result.success
     return result
 
@@ -144,4 +142,4 @@ def test_every_table_a_step_writes_is_one_its_assets_describe(traced):
 def test_the_report_shows_the_migration_it_depends_on(traced):
     report = next(a for a in ASSETS if dg.AssetKey("segment_report") in a.keys)
     deps = {d.to_user_string() for d in report.asset_deps[dg.AssetKey("segment_report")]}
-    assert {"segment_migration", "rejected_rows", "customer_features", "customer_segments"} <= deps
+    assert {"segment_migration", "transaction_history", "customer_features", "customer_segments"} <= deps

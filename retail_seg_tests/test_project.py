@@ -19,6 +19,7 @@ PERSONAL_DATA = {
     "raw_transactions": "demographics",
     "clean_transactions": "demographics",
     "rejected_rows": "demographics",
+    "transaction_history": "demographics",
     "customers": "demographics",
     "model_features": "demographics",
     "customer_features": "customer_id",
@@ -60,8 +61,8 @@ def test_dg_checks_and_lists_every_definition(clone):
     defs = json.loads(listed.stdout)
     assets = {a["asset_key"]: a for a in defs["assets"]}
     assert set(assets) == ALL_ASSETS
-    assert {j["name"] for j in defs["jobs"]} == {"segment_customers"}
-    assert len(defs["asset_checks"]) == 4
+    assert {j["name"] for j in defs["jobs"]} == {"segment_customers", "load_files"}
+    assert len(defs["asset_checks"]) == 5
     for key, asset in assets.items():
         assert asset["owners"], f"{key} has no owner"
         tags = {t["key"]: t["value"] for t in asset["tags"]}
@@ -69,10 +70,18 @@ def test_dg_checks_and_lists_every_definition(clone):
         assert tags.get("personal_data") == PERSONAL_DATA.get(key), key
 
 
-def test_the_plain_dagster_cli_materializes_everything_into_data(clone):
+def test_the_plain_dagster_cli_runs_the_job_into_data(clone):
     env = {**_fresh_environment(), "PYTHONPATH": str(clone)}  # the copy's package, not the checkout's
     run = subprocess.run(
-        [str(VENV_BIN / "dagster"), "asset", "materialize", "-m", "retail_seg.definitions", "--select", "*"],
+        [
+            str(VENV_BIN / "dagster"),
+            "job",
+            "execute",
+            "-m",
+            "retail_seg.definitions",
+            "-j",
+            "segment_customers",
+        ],
         cwd=clone,
         env=env,
         capture_output=True,
@@ -87,6 +96,6 @@ def test_the_plain_dagster_cli_materializes_everything_into_data(clone):
         [(customers, runs)] = conn.execute(
             "SELECT (SELECT count(*) FROM marts.customer_segments), (SELECT count(*) FROM audit.runs)"
         ).fetchall()
-        [(source,)] = conn.execute("SELECT source FROM raw.loads").fetchall()
+        [(source,)] = conn.execute("SELECT source_file FROM raw.loads").fetchall()
     assert customers > 4900 and runs == 1
     assert source == str(data / "synthetic" / "transactions.csv")

@@ -15,15 +15,30 @@ from retail_seg_tests.servers import REPO
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
 
+JOBS = ("segment_customers", "load_files")
+# Resources whose settings are run settings; the others take theirs from the environment (below).
+RUN_RESOURCES = ("load_rules",)
+
+
 def _config_fields(section: str) -> dict[str, dict[str, object]]:
-    """run-config key → its config fields (name → field), for the job's ops or resources."""
-    schema = build_definitions().resolve_job_def("segment_customers").run_config_schema.config_type
+    """run-config key → its config fields (name → field), for the jobs' ops or resources."""
     fields = {}
-    for key, entry in schema.fields[section].config_type.fields.items():
-        config = getattr(entry.config_type, "fields", {}).get("config")
-        if config is not None and hasattr(config.config_type, "fields"):
-            fields[key] = config.config_type.fields
+    for job in JOBS:
+        schema = build_definitions().resolve_job_def(job).run_config_schema.config_type
+        for key, entry in schema.fields[section].config_type.fields.items():
+            config = getattr(entry.config_type, "fields", {}).get("config")
+            if config is not None and hasattr(config.config_type, "fields"):
+                fields[key] = config.config_type.fields
     return fields
+
+
+def _run_settings() -> dict[str, dict[str, object]]:
+    """`ops.<step>` or `resources.<resource>` → its fields: everything a run's config sets."""
+    resources = _config_fields("resources")
+    return {
+        **{f"ops.{key}": entries for key, entries in _config_fields("ops").items()},
+        **{f"resources.{key}": resources[key] for key in RUN_RESOURCES},
+    }
 
 
 def _table_rows(heading: str) -> list[list[str]]:
@@ -52,7 +67,7 @@ def test_every_setting_has_a_description_the_launchpad_shows(section):
 
 
 def test_the_readme_run_settings_are_the_real_run_config_keys():
-    fields = _config_fields("ops")
+    fields = _run_settings()
     documented = set()
     for row in _table_rows("### Run settings"):
         keys, names = _names(row[0]), _names(row[1])

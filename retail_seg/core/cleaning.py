@@ -79,7 +79,7 @@ REJECTION_RULES = (
         "missing_customer_id",
         "no customer id, so the line cannot be attributed to a customer",
         "customer_key IS NULL",
-        remedy="a guest checkout has no customer; raw_transactions max_missing_customer_share",
+        remedy="a guest checkout has no customer; load_rules max_missing_customer_share",
     ),
     RejectionRule(
         "unparseable_invoice_date",
@@ -91,7 +91,7 @@ REJECTION_RULES = (
         "invoice_date_out_of_range",
         "invoice date before the earliest plausible date or after the run date",
         "invoice_ts < $earliest OR invoice_ts >= $latest",
-        remedy="staged_transactions earliest_date, run_date",
+        remedy="load_rules earliest_date, run_date",
     ),
     RejectionRule(
         "quantity_not_a_number",
@@ -140,7 +140,7 @@ REJECTION_RULES = (
         "a quantity far beyond what the product's lines usually carry (an entry error, not a large order)",
         "($max_abs_quantity IS NOT NULL AND abs(quantity_num) > $max_abs_quantity) OR "
         "($absurd_factor IS NOT NULL AND abs(quantity_num) > $absurd_factor * typical.quantity)",
-        remedy="staged_transactions absurd_quantity_factor, max_abs_quantity",
+        remedy="load_rules absurd_quantity_factor, max_abs_quantity",
     ),
     RejectionRule(
         "duplicate_line",

@@ -19,7 +19,13 @@ from retail_seg.core.lake import Lake, LoadRecord
 from retail_seg.core.mappings import CANONICAL as RAW_COLUMNS
 from retail_seg.core.mappings import LINE_COLUMNS
 from retail_seg.core.parsing import literal
-from retail_seg.core.tables import CROSS_LOAD_DUPLICATES, RAW_LOADS, REJECTED_ROWS, STAGING_TRANSACTIONS
+from retail_seg.core.tables import (
+    CROSS_LOAD_DUPLICATES,
+    LOAD_EVENTS,
+    RAW_LOADS,
+    REJECTED_ROWS,
+    STAGING_TRANSACTIONS,
+)
 from retail_seg.core.warehouse import ensure_schemas, row_count, transaction
 
 # The clean line as a load writes it (staging's columns), for a history with no load yet.
@@ -53,13 +59,33 @@ LOADS_SCHEMA = (
 )
 
 
+LOAD_EVENTS_SCHEMA = (
+    "run_id VARCHAR, event VARCHAR, key VARCHAR, source_file VARCHAR, sha256 VARCHAR, load_id VARCHAR, "
+    "lines BIGINT, detail VARCHAR"
+)
+
+
+@dataclass(frozen=True)
+class LoadEvent:
+    """One change to the history a publication records: a file loaded, a version superseded, a refusal."""
+
+    event: str
+    record: LoadRecord
+    detail: str
+
+
 @dataclass(frozen=True)
 class History:
-    """What a publication reads: the accepted loads, in the order they were accepted, and what they hold."""
+    """What a publication reads: the accepted loads, in the order they were accepted, and what they hold,
+    and how it differs from what the previous publication read."""
 
     loads: tuple[LoadRecord, ...]
     lines: int
     duplicates: int
+    events: tuple[LoadEvent, ...] = ()
+
+    def count(self, event: str) -> int:
+        return sum(1 for e in self.events if e.event == event)
 
     @property
     def checksum(self) -> str:
@@ -87,10 +113,83 @@ def _drop_tables_of_before_the_lake(conn: duckdb.DuckDBPyConnection) -> None:
             conn.execute(f"DROP TABLE {table}")
 
 
-def build_history(conn: duckdb.DuckDBPyConnection, lake: Lake) -> History:
-    """Point the staging layer at every load in force, and list those loads in `raw.loads`."""
+def _previous_loads(conn: duckdb.DuckDBPyConnection) -> dict[str, LoadRecord]:
+    """The loads the previous publication read (this run's warehouse starts as its copy), by file key."""
+    [(has_keys,)] = conn.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+        "AND column_name = 'key'",
+        [RAW_LOADS.schema, RAW_LOADS.name],
+    ).fetchall()
+    if not has_keys:  # none yet, or a warehouse from before the lake
+        return {}
+    fields = [field for field in LoadRecord.__dataclass_fields__ if field != "encoding"]
+    rows = conn.execute(f"SELECT {', '.join(fields)} FROM {RAW_LOADS}").fetchall()
+    records = [LoadRecord(**dict(zip(fields, map(str_or_value, row), strict=True))) for row in rows]
+    return {r.key: r for r in records}
+
+
+def str_or_value(value):
+    """A timestamp as the ISO text a load's manifest holds; other values as they are."""
+    return value.isoformat(timespec="microseconds") if hasattr(value, "isoformat") else value
+
+
+def _events(conn: duckdb.DuckDBPyConnection, lake: Lake, loads: tuple[LoadRecord, ...]) -> list[LoadEvent]:
+    """What changed since the previous publication: loads new to the history, the loads they superseded,
+    and refusals no publication has recorded yet."""
+    before = _previous_loads(conn)
+    now = {r.key: r for r in loads}
+    events = [
+        LoadEvent("loaded", r, f"{r.clean:,} clean lines, {r.rejected:,} rejected")
+        for r in loads
+        if r.key not in before or before[r.key].load_id != r.load_id
+    ]
+    events += [
+        LoadEvent(
+            "superseded",
+            old,
+            f"superseded by {now[key].load_id}, a corrected version of {key}: its {old.clean:,} lines left "
+            "the history",
+        )
+        for key, old in before.items()
+        if key in now and now[key].load_id != old.load_id
+    ]
+    reported = {
+        load_id
+        for (load_id,) in conn.execute(
+            f"SELECT load_id FROM {LOAD_EVENTS} WHERE event = 'refused'"
+        ).fetchall()
+    }
+    events += [LoadEvent("refused", r, why) for r, why in lake.refused() if r.load_id not in reported]
+    return events
+
+
+def _record_events(conn: duckdb.DuckDBPyConnection, run_id: str, events: list[LoadEvent]) -> None:
+    if events:
+        conn.executemany(
+            f"INSERT INTO {LOAD_EVENTS} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    run_id,
+                    e.event,
+                    e.record.key,
+                    e.record.source_file,
+                    e.record.sha256,
+                    e.record.load_id,
+                    e.record.lines,
+                    e.detail,
+                )
+                for e in events
+            ],
+        )
+
+
+def build_history(conn: duckdb.DuckDBPyConnection, lake: Lake, run_id: str = "") -> History:
+    """Point the staging layer at every load in force, list those loads in `raw.loads`, and record in
+    `audit.load_events` what changed since the previous publication (under `run_id`)."""
     ensure_schemas(conn)
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {LOAD_EVENTS} ({LOAD_EVENTS_SCHEMA})")
     loads = tuple(sorted(lake.accepted().values(), key=lambda r: (r.loaded_at, r.load_id)))
+    events = _events(conn, lake, loads)
     clean = [str(lake.files(r)[0]) for r in loads]
     rejected = [str(lake.files(r)[1]) for r in loads if lake.files(r)[1].exists()]
     key = ", ".join(LINE_COLUMNS)
@@ -161,7 +260,10 @@ def build_history(conn: duckdb.DuckDBPyConnection, lake: Lake) -> History:
                     for r in loads
                 ],
             )
-    return History(loads, row_count(conn, STAGING_TRANSACTIONS), row_count(conn, CROSS_LOAD_DUPLICATES))
+        _record_events(conn, run_id, events)
+    return History(
+        loads, row_count(conn, STAGING_TRANSACTIONS), row_count(conn, CROSS_LOAD_DUPLICATES), tuple(events)
+    )
 
 
 def adopt_tables(conn: duckdb.DuckDBPyConnection, lake: Lake, run_id: str) -> LoadRecord | None:

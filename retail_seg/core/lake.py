@@ -129,6 +129,16 @@ class Lake:
                     found[record.key] = record
         return found
 
+    def refused(self) -> list[tuple[LoadRecord, str]]:
+        """Every refused load kept aside, with the reason it was refused."""
+        found = []
+        for manifest in sorted(self.refusals.glob(f"*/{MANIFEST}")) if self.refusals.is_dir() else []:
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                fields = json.loads(manifest.read_text())
+                reason = fields.pop("refused")
+                found.append((LoadRecord(**fields), reason))
+        return found
+
     def files(self, record: LoadRecord) -> tuple[Path, Path]:
         """A load's clean and rejected lines."""
         folder = self.loads / record.load_id

@@ -114,6 +114,21 @@ RAW_LOADS = Table(
         "run_id": "the run that loaded it",
     },
 )
+LOAD_EVENTS = Table(
+    "audit",
+    "load_events",
+    "What each publication changed in the history: files loaded, versions superseded, files refused.",
+    {
+        "run_id": "the publication that recorded it",
+        "event": "loaded, superseded (a corrected file replaced this load) or refused",
+        "key": "the file's key in the history",
+        "source_file": "the file",
+        "sha256": "SHA-256 of the bytes of that version",
+        "load_id": "the load",
+        "lines": "lines in that version",
+        "detail": "in words: what replaced it, or why it was refused",
+    },
+)
 CROSS_LOAD_DUPLICATES = Table(
     "staging",
     "cross_load_duplicates",

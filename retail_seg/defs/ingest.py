@@ -15,6 +15,7 @@ from retail_seg.core.loads import LoadOutcome, load_file
 from retail_seg.defs.gates import Gate
 from retail_seg.defs.metadata import DATA_ENGINEERING, layer_tags
 from retail_seg.defs.resources import LandingFolder, LoadRules, SourceFile, Warehouse
+from retail_seg.defs.runs import LOADS
 
 SOURCE_FILES = dg.DynamicPartitionsDefinition(name="source_files")
 RAW_GATE = Gate(
@@ -31,7 +32,7 @@ STAGING_GATE = Gate(
     "lines rejected.",
     (),
 )
-LOADED = ("raw_transactions", "clean_transactions", "rejected_rows")
+LOADED = tuple(key.to_user_string() for key in sorted(LOADS))
 
 
 class LoadConfig(dg.Config):

@@ -35,10 +35,10 @@ def publication(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.M
     Until this step, every step of the run works on the run's own copy; a run refused by a gate or
     killed before this step leaves the published warehouse and report exactly as they were.
     """
-    published = warehouse.publish(context.run.run_id)
-    if published is None:
+    done = warehouse.publish(context.run.run_id)
+    if done is None:
         return dg.MaterializeResult(metadata={"published_run": "none: this run built nothing to publish"})
-    collected = warehouse.collect_superseded_loads()
+    published, collected = done
     return dg.MaterializeResult(
         metadata={
             "superseded_loads_removed": len(collected),

@@ -17,7 +17,7 @@ from retail_seg.core.mappings import Mapping, SourceFormatError, load_mappings
 from retail_seg.core.publication import HeldLock, Owner, Publications, Published, Workspace
 from retail_seg.core.sources import source_paths
 from retail_seg.core.synthetic import write_synthetic
-from retail_seg.defs.runs import PUBLICATION, release_dead_runs
+from retail_seg.defs.runs import LOADS, PUBLICATION, release_dead_runs
 
 HELD = "warehouse held"
 RELEASED = "warehouse released"
@@ -84,22 +84,15 @@ class Warehouse(DuckDBResource):
         """The history's accepted loads, beside the warehouse."""
         return Lake(Path(self.database))
 
-    def collect_superseded_loads(self) -> list[str]:
-        """Remove the loads no longer in force that the current publication does not read."""
-        database = self.publications().live_database()
-        if database is None:
-            return []
-        with duckdb.connect(str(database), read_only=True) as conn:
-            read = {load_id for (load_id,) in conn.execute("SELECT load_id FROM raw.loads").fetchall()}
-        return self.lake().collect(keep=read)
-
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """At the start of a run: refuse a selection that could not publish, record the process the run
         executes in (so that if it dies the next run can tell), and release runs whose process died."""
         run, instance = context.run, context.instance
         if run is None or instance is None:
             return
-        if run.asset_selection and PUBLICATION not in run.asset_selection:  # empty or None: everything
+        # A run of loads only writes its files into the lake, never the warehouse: nothing to publish.
+        loads_only = bool(run.asset_selection) and run.asset_selection <= LOADS
+        if run.asset_selection and PUBLICATION not in run.asset_selection and not loads_only:
             raise dg.Failure(
                 description="this run's selection leaves out `publication`: a run makes what it built "
                 "visible at its end, all together, so select `publication` too (or Materialize all)"
@@ -182,9 +175,9 @@ class Warehouse(DuckDBResource):
         run_id = _run_id()
         return None if run_id is None else self._workspace(run_id).directory
 
-    def publish(self, run_id: str) -> Published | None:
-        """Swap this run's workspace in as the current publication, then give the warehouse back; None
-        when the run built nothing."""
+    def publish(self, run_id: str) -> tuple[Published, list[str]] | None:
+        """Swap this run's workspace in as the current publication, remove the loads it superseded, then
+        give the warehouse back; the publication and the loads removed, or None when the run built nothing."""
         if run_id not in _WORKSPACES:
             return None
         workspace, lock = _WORKSPACES[run_id]
@@ -192,9 +185,19 @@ class Warehouse(DuckDBResource):
             conn.execute("CHECKPOINT")
         published = self.publications().publish(workspace, log=_log)
         del _WORKSPACES[run_id]  # published: teardown must not discard it
-        lock.release()
+        try:
+            # Still under the lock, so no publication is reading the history meanwhile.
+            collected = self._collect_superseded_loads(published.database)
+        finally:
+            lock.release()
         _log(f"{RELEASED}: {run_id} is the current publication")
-        return published
+        return published, collected
+
+    def _collect_superseded_loads(self, database: Path) -> list[str]:
+        """Remove the loads no longer in force that the publication in `database` does not read."""
+        with duckdb.connect(str(database), read_only=True) as conn:
+            read = {load_id for (load_id,) in conn.execute("SELECT load_id FROM raw.loads").fetchall()}
+        return self.lake().collect(keep=read)
 
 
 # The runs of this process that hold the warehouse: run id → (workspace, lock). A run executes its steps

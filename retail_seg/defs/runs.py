@@ -7,6 +7,8 @@ import dagster as dg
 from retail_seg.core.publication import Owner
 
 PUBLICATION = dg.AssetKey("publication")
+# What a load of one file builds (a partition of each, in the lake): a run of these alone publishes nothing.
+LOADS = frozenset(dg.AssetKey(name) for name in ("raw_transactions", "clean_transactions", "rejected_rows"))
 # A run stuck starting is the instance's run monitoring's to fail (start_timeout_seconds).
 UNFINISHED = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 

@@ -10,6 +10,7 @@ from retail_seg.core.sources import file_sha256
 from retail_seg.core.tables import (
     CROSS_LOAD_DUPLICATES,
     CUSTOMERS,
+    LOAD_EVENTS,
     RAW_LOADS,
     REJECTED_ROWS,
     STAGING_TRANSACTIONS,
@@ -43,27 +44,19 @@ def transaction_history(
 
     It first loads the files of the configured source that the history does not hold as they are now
     (new, or corrected under the same name), each as its own partition; a refused file is named by a
-    warning and the history goes ahead with what was accepted.
+    warning (and in `audit.load_events`) and the history goes ahead with what was accepted.
     """
     lake = warehouse.lake()
-    outcomes = catch_up(context, source, load_rules, warehouse)
-    refused = [refusal_message(o) for o in outcomes if not o.accepted]
-    if outcomes and len(refused) == len(outcomes):
-        # Nothing new was accepted: publishing the same history again would change nothing but run ids.
-        yield dg.AssetCheckResult(
-            check_name="every_file_loaded",
-            passed=False,
-            severity=dg.AssetCheckSeverity.WARN,
-            description="; ".join(refused),
-        )
-        raise dg.Failure(
-            description="nothing new to publish, every file that changed was refused: " + "; ".join(refused),
-            allow_retries=False,
-        )
+    # Under the warehouse's lock: a run's loads and its publication are one unit, so two runs at once end
+    # as if one ran after the other.
     with warehouse.get_connection() as conn:
+        outcomes, still_refused = catch_up(context, source, load_rules, warehouse)
+        refused = [refusal_message(o) for o in outcomes if not o.accepted] + still_refused
         adopted = adopt_tables(conn, lake, context.run.run_id)
-        history = build_history(conn, lake)
-        metadata = table_metadata(conn, STAGING_TRANSACTIONS, REJECTED_ROWS, RAW_LOADS, CROSS_LOAD_DUPLICATES)
+        history = build_history(conn, lake, context.run.run_id)
+        metadata = table_metadata(
+            conn, STAGING_TRANSACTIONS, REJECTED_ROWS, RAW_LOADS, CROSS_LOAD_DUPLICATES, LOAD_EVENTS
+        )
     yield dg.AssetCheckResult(
         check_name="every_file_loaded",
         passed=not refused,
@@ -80,31 +73,46 @@ def transaction_history(
             "history_sha256": history.checksum,
             "adopted_from_before_the_lake": adopted.lines if adopted else 0,
             "refused_files": dg.MetadataValue.md("\n".join(f"- {r}" for r in refused) or "none"),
+            "loads_added": history.count("loaded"),
+            "loads_superseded": history.count("superseded"),
         }
     )
 
 
-def _held(record, path) -> bool:
-    """Whether the history holds this file as it is now (a missing or unreadable file is not held)."""
+def _checksum(path) -> str | None:
     try:
-        return record is not None and record.sha256 == file_sha256(path)
-    except OSError:
-        return False
+        return file_sha256(path)
+    except OSError:  # missing or unreadable: its load says why
+        return None
 
 
-def catch_up(context, source: SourceFile, load_rules: LoadRules, warehouse: Warehouse) -> list[LoadOutcome]:
+def catch_up(
+    context, source: SourceFile, load_rules: LoadRules, warehouse: Warehouse
+) -> tuple[list[LoadOutcome], list[str]]:
     """Load every file of the configured source whose content the history does not hold, each recorded as
-    a materialization (or a refusal) of its partition."""
-    accepted = warehouse.lake().accepted()
-    pending = [path for path in source.files() if not _held(accepted.get(file_key(path)), path)]
-    if not pending:
-        return []
-    context.instance.add_dynamic_partitions(SOURCE_FILES.name, [file_key(p) for p in pending])
+    a materialization (or a refusal) of its partition; return the outcomes, and the files whose content
+    was refused before (not loaded again until they change)."""
+    lake = warehouse.lake()
+    accepted = lake.accepted()
+    refused_before = {(record.key, record.sha256): why for record, why in lake.refused()}
+    pending, still_refused = [], []
+    for path in source.files():
+        key, sha256 = file_key(path), _checksum(path)
+        if key in accepted and accepted[key].sha256 == sha256:
+            continue
+        if (key, sha256) in refused_before:
+            still_refused.append(
+                f"{path} is still refused (fix the file to load it): {refused_before[key, sha256]}"
+            )
+            continue
+        pending.append(path)
+    if pending:
+        context.instance.add_dynamic_partitions(SOURCE_FILES.name, [file_key(p) for p in pending])
     outcomes = []
     for path in pending:
         outcome = load_file(
             path,
-            warehouse.lake(),
+            lake,
             load_id=f"{file_key(path)}@{context.run.run_id}",
             run_id=context.run.run_id,
             rules=load_rules.rules(),
@@ -120,7 +128,7 @@ def catch_up(context, source: SourceFile, load_rules: LoadRules, warehouse: Ware
         for event in load_events(outcome):
             context.log_event(event)
         outcomes.append(outcome)
-    return outcomes
+    return outcomes, still_refused
 
 
 @dg.asset(
