@@ -17,7 +17,6 @@ import pandas as pd
 from retail_seg.core.cleaning import rejected_by_rule
 from retail_seg.core.tables import (
     AUDIT_RUNS,
-    CROSS_LOAD_DUPLICATES,
     CUSTOMER_FEATURES,
     CUSTOMER_HISTORY,
     CUSTOMER_SEGMENTS,
@@ -28,6 +27,7 @@ from retail_seg.core.tables import (
     MODEL_FEATURES,
     PREPROCESSING_STEPS,
     RAW_LOADS,
+    REJECTED_ACROSS_LOADS,
     REJECTED_ROWS,
     SEGMENT_HISTORY,
     SEGMENT_PROFILES,
@@ -39,7 +39,7 @@ HIGH_VALUE = "high-value"
 # The tables a run has published by the time it is recorded, whose row counts the record keeps.
 RECORDED_TABLES = (
     RAW_LOADS,
-    CROSS_LOAD_DUPLICATES,
+    REJECTED_ACROSS_LOADS,
     STAGING_TRANSACTIONS,
     REJECTED_ROWS,
     CUSTOMERS,

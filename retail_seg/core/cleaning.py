@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -214,6 +215,16 @@ _TYPICAL_SQL = """
 """
 
 
+# Every quantity a product's lines carry, counted: the part of `_TYPICAL_SQL` a load keeps, so that the
+# history can take the median over all its loads (a median of medians would not be the file's median).
+_PRODUCT_QUANTITIES_SQL = """
+    SELECT upper(trim(stock_code)) AS code, abs(quantity_num) AS quantity, count(*) AS lines
+    FROM typed
+    WHERE quantity_num IS NOT NULL AND quantity_num <> 0 AND NOT isnan(quantity_num)
+    GROUP BY ALL
+"""
+
+
 def _judged_sql(mapping: Mapping) -> str:
     return f"""
     {_typed_sql(mapping)},
@@ -298,6 +309,7 @@ def clean_transactions(
     max_abs_quantity: int | None = None,
     absurd_factor: float | None = 1000.0,
     earliest_date: dt.date = dt.date(1900, 1, 1),
+    product_quantities: Path | None = None,
 ) -> CleaningResult:
     """Build the candidates of `staging.transactions` and `staging.rejected_rows` from `raw.transactions`.
 
@@ -305,7 +317,9 @@ def clean_transactions(
     lines were loaded by). Returns, as the mapping marks them, stay as returns: they reduce what a
     customer spent. Lines dated after `run_date` cannot have happened yet; before `earliest_date` they
     are taken for a wrong century. A quantity is absurd beyond `absurd_factor` times what the product's
-    lines usually carry, or beyond `max_abs_quantity` when set; None turns either off.
+    lines usually carry, or beyond `max_abs_quantity` when set; None turns either off. With
+    `product_quantities`, the quantities each product's lines carry are written there as Parquet (code,
+    quantity, lines), for a history to judge quantities over all its files.
     """
     mapping = mapping or raw_mapping(conn, load_mappings())
     [(dominant,)] = conn.execute(
@@ -328,6 +342,10 @@ def clean_transactions(
         )
         typical = f"WITH {_typed_sql(mapping)} {_TYPICAL_SQL}"
         conn.execute(f"CREATE OR REPLACE TEMP TABLE _typical AS {typical}", bound(typical, params))
+        if product_quantities is not None:
+            counted = f"WITH {_typed_sql(mapping)} {_PRODUCT_QUANTITIES_SQL}"
+            target = str(product_quantities).replace("'", "''")
+            conn.execute(f"COPY ({counted}) TO '{target}' (FORMAT parquet)", bound(counted, params))
         # Two streaming passes over the raw lines (clean, rejected) rather than one materialized wide
         # table: at ten million lines the wide table, not the parsing, is what costs memory.
         for table, sql in (

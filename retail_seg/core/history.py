@@ -20,9 +20,9 @@ from retail_seg.core.mappings import CANONICAL as RAW_COLUMNS
 from retail_seg.core.mappings import LINE_COLUMNS
 from retail_seg.core.parsing import literal
 from retail_seg.core.tables import (
-    CROSS_LOAD_DUPLICATES,
     LOAD_EVENTS,
     RAW_LOADS,
+    REJECTED_ACROSS_LOADS,
     REJECTED_ROWS,
     STAGING_TRANSACTIONS,
 )
@@ -183,40 +183,80 @@ def _record_events(conn: duckdb.DuckDBPyConnection, run_id: str, events: list[Lo
         )
 
 
-def build_history(conn: duckdb.DuckDBPyConnection, lake: Lake, run_id: str = "") -> History:
+def _rejected_across_sql(lines: str, ranks: str, quantities: list[str], absurd_factor: float | None) -> str:
+    """The clean lines of the loads that the whole history rejects, with their rule: a quantity beyond
+    `absurd_factor` times the median of its product's quantities over every load (the rule a single file
+    applies, taken over all of them), and every copy of a line after the first in the order loads were
+    accepted (only lines whose key hash repeats are compared value by value)."""
+    key = ", ".join(LINE_COLUMNS)
+    absurd = "SELECT NULL AS load_id, NULL AS source_row WHERE false"
+    if quantities and absurd_factor is not None:
+        # The median of each product's quantities, from the counts each load kept: the middle one, or the
+        # mean of the two middle ones, as DuckDB's median over the lines themselves.
+        absurd = f"""
+            WITH counted AS (
+                SELECT code, quantity, sum(lines) AS lines
+                FROM read_parquet({_files(quantities)}) GROUP BY ALL
+            ),
+            cumulative AS (
+                SELECT code, quantity, sum(lines) OVER (PARTITION BY code ORDER BY quantity) AS upto,
+                       sum(lines) OVER (PARTITION BY code) AS n
+                FROM counted
+            ),
+            typical AS (
+                SELECT code, (min(quantity) FILTER (WHERE upto >= (n - 1) // 2 + 1)
+                              + min(quantity) FILTER (WHERE upto >= n // 2 + 1)) / 2 AS quantity
+                FROM cumulative GROUP BY code
+            )
+            SELECT l.load_id, l.source_row FROM lines l JOIN typical t ON t.code = upper(trim(l.stock_code))
+            WHERE abs(l.quantity) > {float(absurd_factor)!r} * t.quantity
+        """
+    return f"""
+        WITH lines AS NOT MATERIALIZED (SELECT * FROM {lines}),
+        ranks(load_id, rank, source_file) AS (VALUES {ranks}),
+        absurd AS ({absurd}),
+        candidates AS ({lines_sharing_a_key_hash_sql("lines", key)}),
+        repeats AS (
+            SELECT load_id, source_row FROM (
+                SELECT c.load_id, c.source_row,
+                       row_number() OVER (PARTITION BY {key} ORDER BY ranks.rank, c.source_row) AS copy
+                FROM candidates c JOIN ranks USING (load_id)
+            )
+            WHERE copy > 1
+        )
+        SELECT load_id, source_row, ranks.source_file, 'absurd_quantity' AS rule
+        FROM absurd JOIN ranks USING (load_id)
+        UNION ALL
+        SELECT load_id, source_row, ranks.source_file, 'duplicate_line' AS rule
+        FROM (SELECT * FROM repeats ANTI JOIN absurd USING (load_id, source_row)) JOIN ranks USING (load_id)
+    """
+
+
+def build_history(
+    conn: duckdb.DuckDBPyConnection, lake: Lake, run_id: str = "", absurd_factor: float | None = 1000.0
+) -> History:
     """Point the staging layer at every load in force, list those loads in `raw.loads`, and record in
-    `audit.load_events` what changed since the previous publication (under `run_id`)."""
+    `audit.load_events` what changed since the previous publication (under `run_id`). A quantity beyond
+    `absurd_factor` times what its product's lines carry over the whole history is rejected (None: never)."""
     ensure_schemas(conn)
     conn.execute(f"CREATE TABLE IF NOT EXISTS {LOAD_EVENTS} ({LOAD_EVENTS_SCHEMA})")
     loads = tuple(sorted(lake.accepted().values(), key=lambda r: (r.loaded_at, r.load_id)))
     events = _events(conn, lake, loads)
     clean = [str(lake.files(r)[0]) for r in loads]
     rejected = [str(lake.files(r)[1]) for r in loads if lake.files(r)[1].exists()]
-    key = ", ".join(LINE_COLUMNS)
+    quantities = [str(lake.quantities(r)) for r in loads if lake.quantities(r).exists()]
     ranks = ", ".join(f"({literal(r.load_id)}, {i}, {literal(r.source_file)})" for i, r in enumerate(loads))
     with transaction(conn):
         _drop_tables_of_before_the_lake(conn)
         if clean:
             lines = f"read_parquet({_files(clean)}, union_by_name = true)"
-            # Every copy of a line after the first, in the order loads were accepted: only lines whose key
-            # hash repeats are compared value by value.
             conn.execute(
-                f"""
-                CREATE OR REPLACE TABLE {CROSS_LOAD_DUPLICATES} AS
-                WITH lines AS NOT MATERIALIZED (SELECT * FROM {lines}),
-                ranks(load_id, rank, source_file) AS (VALUES {ranks}),
-                candidates AS ({lines_sharing_a_key_hash_sql("lines", key)})
-                SELECT load_id, source_row, source_file FROM (
-                    SELECT c.load_id, c.source_row, ranks.source_file,
-                           row_number() OVER (PARTITION BY {key} ORDER BY ranks.rank, c.source_row) AS copy
-                    FROM candidates c JOIN ranks USING (load_id)
-                )
-                WHERE copy > 1
-                """
+                f"CREATE OR REPLACE TABLE {REJECTED_ACROSS_LOADS} AS "
+                + _rejected_across_sql(lines, ranks, quantities, absurd_factor)
             )
             conn.execute(
                 f"CREATE OR REPLACE VIEW {STAGING_TRANSACTIONS} AS SELECT l.* FROM {lines} l "
-                f"ANTI JOIN {CROSS_LOAD_DUPLICATES} USING (load_id, source_row)"
+                f"ANTI JOIN {REJECTED_ACROSS_LOADS} USING (load_id, source_row)"
             )
             as_text = ", ".join(
                 f"CAST(l.{c} AS VARCHAR) AS {c}"
@@ -225,13 +265,13 @@ def build_history(conn: duckdb.DuckDBPyConnection, lake: Lake, run_id: str = "")
                 for c in RAW_COLUMNS
             )
             parts = [
-                f"SELECT l.load_id, d.source_file, l.source_row, 'duplicate_line' AS rule, {as_text} "
-                f"FROM {lines} l JOIN {CROSS_LOAD_DUPLICATES} d USING (load_id, source_row)"
+                f"SELECT l.load_id, d.source_file, l.source_row, d.rule, {as_text} "
+                f"FROM {lines} l JOIN {REJECTED_ACROSS_LOADS} d USING (load_id, source_row)"
             ]
         else:
             conn.execute(
-                f"CREATE OR REPLACE TABLE {CROSS_LOAD_DUPLICATES} "
-                "(load_id VARCHAR, source_row BIGINT, source_file VARCHAR)"
+                f"CREATE OR REPLACE TABLE {REJECTED_ACROSS_LOADS} "
+                "(load_id VARCHAR, source_row BIGINT, source_file VARCHAR, rule VARCHAR)"
             )
             conn.execute(f"CREATE OR REPLACE VIEW {STAGING_TRANSACTIONS} AS {_empty(LINE_SCHEMA)}")
             parts = []
@@ -261,9 +301,10 @@ def build_history(conn: duckdb.DuckDBPyConnection, lake: Lake, run_id: str = "")
                 ],
             )
         _record_events(conn, run_id, events)
-    return History(
-        loads, row_count(conn, STAGING_TRANSACTIONS), row_count(conn, CROSS_LOAD_DUPLICATES), tuple(events)
-    )
+    [(duplicates,)] = conn.execute(
+        f"SELECT count(*) FROM {REJECTED_ACROSS_LOADS} WHERE rule = 'duplicate_line'"
+    ).fetchall()
+    return History(loads, row_count(conn, STAGING_TRANSACTIONS), duplicates, tuple(events))
 
 
 def adopt_tables(conn: duckdb.DuckDBPyConnection, lake: Lake, run_id: str) -> LoadRecord | None:

@@ -17,7 +17,7 @@ import duckdb
 
 from retail_seg.core.cleaning import CleaningResult, clean_transactions
 from retail_seg.core.expectations import GateResult, Outcome
-from retail_seg.core.lake import LINES, REJECTED, Lake, LoadRecord, file_key
+from retail_seg.core.lake import LINES, QUANTITIES, REJECTED, Lake, LoadRecord, file_key
 from retail_seg.core.mappings import Mapping, SourceFormatError
 from retail_seg.core.quality import raw_gate, staging_gate
 from retail_seg.core.sources import LoadedSource, load_raw
@@ -119,13 +119,16 @@ def load_file(
             _copy(conn, str(RAW_TRANSACTIONS.candidate), folder / "raw.parquet")
             return LoadOutcome(record, gate, refused_at="raw", kept=lake.refuse(record, gate.message()))
         publish(conn, RAW_TRANSACTIONS, RAW_LOADS)
+        # A quantity is absurd against what its product's lines carry in the whole history, not in one
+        # file (a month may hold a product's one entry error and nothing else): the history judges it.
         cleaning = clean_transactions(
             conn,
             run_date=rules.run_date,
             mapping=loaded.format,
             max_abs_quantity=rules.max_abs_quantity,
-            absurd_factor=rules.absurd_factor,
+            absurd_factor=None,
             earliest_date=rules.earliest_date,
+            product_quantities=folder / QUANTITIES,
         )
         staging = staging_gate(
             conn,

@@ -129,14 +129,17 @@ LOAD_EVENTS = Table(
         "detail": "in words: what replaced it, or why it was refused",
     },
 )
-CROSS_LOAD_DUPLICATES = Table(
+REJECTED_ACROSS_LOADS = Table(
     "staging",
-    "cross_load_duplicates",
-    "Lines that repeat a line of an earlier load (an invoice in two daily files): counted once.",
+    "rejected_across_loads",
+    "Clean lines of a load that the whole history rejects: a repeat of an earlier load's line (an "
+    "invoice in two daily files, counted once), or a quantity far beyond what its product's lines carry "
+    "in all loads.",
     {
-        "load_id": "the later load, whose copy is left out",
-        "source_row": "the copy's row in its file",
-        "source_file": "the later load's file",
+        "load_id": "the load the line is in",
+        "source_row": "the line's row in its file",
+        "source_file": "the load's file",
+        "rule": "duplicate_line or absurd_quantity",
     },
 )
 STAGING_TRANSACTIONS = Table(

@@ -8,10 +8,10 @@ from retail_seg.core.lake import file_key
 from retail_seg.core.loads import LoadOutcome, load_file
 from retail_seg.core.sources import file_sha256
 from retail_seg.core.tables import (
-    CROSS_LOAD_DUPLICATES,
     CUSTOMERS,
     LOAD_EVENTS,
     RAW_LOADS,
+    REJECTED_ACROSS_LOADS,
     REJECTED_ROWS,
     STAGING_TRANSACTIONS,
 )
@@ -53,9 +53,11 @@ def transaction_history(
         outcomes, still_refused = catch_up(context, source, load_rules, warehouse)
         refused = [refusal_message(o) for o in outcomes if not o.accepted] + still_refused
         adopted = adopt_tables(conn, lake, context.run.run_id)
-        history = build_history(conn, lake, context.run.run_id)
+        history = build_history(
+            conn, lake, context.run.run_id, absurd_factor=load_rules.absurd_quantity_factor
+        )
         metadata = table_metadata(
-            conn, STAGING_TRANSACTIONS, REJECTED_ROWS, RAW_LOADS, CROSS_LOAD_DUPLICATES, LOAD_EVENTS
+            conn, STAGING_TRANSACTIONS, REJECTED_ROWS, RAW_LOADS, REJECTED_ACROSS_LOADS, LOAD_EVENTS
         )
     yield dg.AssetCheckResult(
         check_name="every_file_loaded",
