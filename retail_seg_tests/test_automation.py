@@ -8,11 +8,15 @@ import time
 import dagster as dg
 import pytest
 
+from retail_seg.core.lake import Lake
 from retail_seg.core.landing import Scan, scan_landing
 from retail_seg.core.mappings import SourceFormatError
-from retail_seg.definitions import build_definitions, load_job, segmentation_job
+from retail_seg.core.synthetic import write_synthetic
+from retail_seg.definitions import ASSETS, build_definitions, load_job, segmentation_job
 from retail_seg.defs.automation import SHA256_TAG, landing_sensor
+from retail_seg.defs.ingest import SOURCE_FILES
 from retail_seg.defs.resources import LandingFolder
+from retail_seg_tests.pipeline import query, resources
 
 
 def test_nightly_schedule_runs_the_job_at_two_in_the_configured_timezone():
@@ -137,3 +141,48 @@ def test_files_still_being_written_wait_for_the_next_look(tmp_path):
 
 def test_missing_landing_folder_is_quiet(tmp_path):
     assert scan_landing(tmp_path / "absent", {}, now=time.time()) == Scan([], [], {"files": {}})
+
+
+def test_a_landed_file_is_loaded_by_its_own_run_then_published_with_the_history(tmp_path, instance):
+    """What the sensor's requests do: a load run takes the landed file into the lake as its partition
+    (without the warehouse), a refused one changes nothing, and the publication adds it to the history."""
+    source, _ = write_synthetic(tmp_path / "source", customers=150, seed=31)
+    landed, _ = write_synthetic(tmp_path / "landed", customers=120, seed=32)
+    daily = tmp_path / "incoming" / "daily.csv"
+    daily.parent.mkdir()
+    shutil.copy(landed, daily)
+    broken = tmp_path / "incoming" / "broken.csv"
+    broken.write_text("invoice_no,quantity\n1,2\n")
+    definitions = dg.Definitions(
+        assets=ASSETS, jobs=[load_job, segmentation_job], resources=resources(source, tmp_path)
+    )
+    instance.add_dynamic_partitions(SOURCE_FILES.name, ["daily.csv", "broken.csv"])
+    loads = definitions.resolve_job_def(load_job.name)
+
+    def load(path):
+        config = {"ops": {"file_load": {"config": {"source": str(path)}}}}
+        return loads.execute_in_process(
+            partition_key=path.name, run_config=config, instance=instance, raise_on_error=False
+        )
+
+    loaded = load(daily)
+    assert loaded.success
+    lake = Lake(tmp_path / "warehouse.duckdb")
+    assert lake.accepted()["daily.csv"].run_id == loaded.run_id
+    assert not (tmp_path / "warehouse.duckdb").exists()  # a load never opens the warehouse
+    refused = load(broken)
+    assert not refused.success
+    [gate] = [e for e in refused.get_asset_check_evaluations() if not e.passed]
+    assert gate.check_name == "raw_gate" and "missing column" in gate.description
+    assert set(lake.accepted()) == {"daily.csv"}
+    latest = instance.get_latest_materialization_event(dg.AssetKey("clean_transactions"))
+    assert latest.dagster_event.partition == "daily.csv" and latest.run_id == loaded.run_id
+
+    published = definitions.resolve_job_def(segmentation_job.name).execute_in_process(instance=instance)
+    assert published.success
+    assert dict(query(tmp_path, "SELECT key, run_id FROM raw.loads")) == {
+        "daily.csv": loaded.run_id,  # loaded by its own run, not again
+        "transactions.csv": published.run_id,  # the configured source, caught up by the publication
+    }
+    events = query(tmp_path, "SELECT event, key FROM audit.load_events ORDER BY 1, 2")
+    assert events == [("loaded", "daily.csv"), ("loaded", "transactions.csv"), ("refused", "broken.csv")]

@@ -22,6 +22,7 @@ from retail_seg.core.parsing import literal
 from retail_seg.core.tables import (
     LOAD_EVENTS,
     RAW_LOADS,
+    RAW_TRANSACTIONS,
     REJECTED_ACROSS_LOADS,
     REJECTED_ROWS,
     STAGING_TRANSACTIONS,
@@ -103,7 +104,9 @@ def _empty(schema: tuple[tuple[str, str], ...]) -> str:
 
 
 def _drop_tables_of_before_the_lake(conn: duckdb.DuckDBPyConnection) -> None:
-    """A warehouse from before the lake held the staging layer as tables; the views replace them."""
+    """A warehouse from before the lake held the staging layer as tables, which the views replace, and a
+    text copy of every raw line, which the loads' files and row numbers replace."""
+    conn.execute(f"DROP TABLE IF EXISTS {RAW_TRANSACTIONS}")
     for table in (STAGING_TRANSACTIONS, REJECTED_ROWS):
         kind = conn.execute(
             "SELECT table_type FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",

@@ -50,9 +50,10 @@ def transaction_history(
     # Under the warehouse's lock: a run's loads and its publication are one unit, so two runs at once end
     # as if one ran after the other.
     with warehouse.get_connection() as conn:
+        # A warehouse from before the lake: its staging tables become the history's first load.
+        adopted = adopt_tables(conn, lake, context.run.run_id)
         outcomes, still_refused = catch_up(context, source, load_rules, warehouse)
         refused = [refusal_message(o) for o in outcomes if not o.accepted] + still_refused
-        adopted = adopt_tables(conn, lake, context.run.run_id)
         history = build_history(
             conn, lake, context.run.run_id, absurd_factor=load_rules.absurd_quantity_factor
         )
