@@ -50,8 +50,11 @@ def date_sql(column: str, mapping: Mapping) -> str:
         parsed.append(f"timezone('UTC', try_strptime({text}, {_text_list(zoned)}))")
     if naive:
         parsed.append(f"try_strptime({text}, {_text_list(naive)})")
-    # Declared formats first, so a declared day-first date never reads as ISO or month-first.
-    ordered = [*parsed, iso] if mapping.date_formats else [iso, *parsed]
+    # An ISO date is tried first (a plain cast, far cheaper than a failed strptime per format): no day- or
+    # month-first text casts as a timestamp. Where a declared format starts with the year, the cast could
+    # read it otherwise (drop an offset it carries), so the declared formats go first.
+    year_first = any(f.lstrip().startswith("%Y") for f in mapping.date_formats)
+    ordered = [*parsed, iso] if year_first else [iso, *parsed]
     return f"coalesce({', '.join(ordered)})"
 
 

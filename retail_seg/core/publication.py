@@ -238,10 +238,6 @@ class Publications:
     def current(self) -> Path:
         return self.root / CURRENT
 
-    def quarantine(self, run_id: str) -> Path:
-        """Where a refused run keeps the lines it refused: outside every publication, so they outlive it."""
-        return self.root.parent / f".{self.warehouse.stem}.quarantine" / run_id
-
     def current_run(self) -> str | None:
         """The run whose publication is current, if any."""
         return os.readlink(self.current) if self.current.is_symlink() else None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -146,21 +145,3 @@ def read_figures(conn: duckdb.DuckDBPyConnection, assets: list[str]) -> list[tup
         [assets, assets],
     ).fetchall()
     return [(name, caption, bytes(png)) for name, caption, png in rows]
-
-
-def keep_candidates(conn: duckdb.DuckDBPyConnection, tables: tuple[Table, ...], folder: Path) -> list[Path]:
-    """Write the candidates of `tables` that exist to Parquet files in `folder` (a refused load's lines,
-    kept to be looked at), and return the files written."""
-    written = []
-    for table in tables:
-        exists = conn.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-            [table.schema, table.candidate.name],
-        ).fetchall()[0][0]
-        if exists:
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{table}.parquet"
-            target = str(path).replace("'", "''")
-            conn.execute(f"COPY (SELECT * FROM {table.candidate}) TO '{target}' (FORMAT parquet)")
-            written.append(path)
-    return written

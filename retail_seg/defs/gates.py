@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -12,7 +11,7 @@ import pandas as pd
 
 from retail_seg.core.expectations import GateResult
 from retail_seg.core.tables import Table
-from retail_seg.core.warehouse import discard_candidates, keep_candidates, publish
+from retail_seg.core.warehouse import discard_candidates, publish
 from retail_seg.defs.metadata import markdown_table, table_metadata
 
 
@@ -26,8 +25,6 @@ class Gate:
     description: str
     tables: tuple[Table, ...]
     """The tables the asset writes; the first is the one its metadata describes first."""
-    keep: tuple[Table, ...] = ()
-    """The tables whose candidates a refusal keeps in the quarantine folder: the lines it refused."""
 
     @property
     def spec(self) -> dg.AssetCheckSpec:
@@ -51,12 +48,11 @@ class Gate:
         conn: duckdb.DuckDBPyConnection,
         result: GateResult,
         also: Sequence[Table] = (),
-        quarantine: Path | None = None,
     ) -> Iterator[dg.AssetCheckResult]:
         """Publish the candidates of the asset's tables, and of `also` (the same step's other assets'
         tables), when the gate passed; otherwise refuse. Code after this call runs only for a passed gate."""
         if not result.passed:
-            yield from self.refuse(conn, result, also, quarantine)
+            yield from self.refuse(conn, result, also)
         publish(conn, *self.tables, *also)
 
     def materialized(
@@ -74,16 +70,13 @@ class Gate:
         conn: duckdb.DuckDBPyConnection,
         result: GateResult,
         also: Sequence[Table] = (),
-        quarantine: Path | None = None,
     ) -> Iterator[dg.AssetCheckResult]:
-        """Keep the refused lines in `quarantine`, drop the candidates, record the failed check, and end the
-        step with the failures in words (and where the refused lines are)."""
-        kept = keep_candidates(conn, self.keep, quarantine) if quarantine and self.keep else []
+        """Drop the candidates, record the failed check, and end the step with the failures in words."""
         discard_candidates(conn, *self.tables, *also)
         yield self.check_result(result)
-        where = f"; the refused lines are kept in {', '.join(map(str, kept))}" if kept else ""
-        metadata = _outcomes_metadata(result) | ({"quarantined": ", ".join(map(str, kept))} if kept else {})
-        raise dg.Failure(description=result.message() + where, metadata=metadata, allow_retries=False)
+        raise dg.Failure(
+            description=result.message(), metadata=_outcomes_metadata(result), allow_retries=False
+        )
 
 
 def _outcomes_metadata(result: GateResult) -> dict[str, dg.MetadataValue]:

@@ -165,11 +165,6 @@ class Warehouse(DuckDBResource):
             return Path(self.reports).expanduser()
         return self._workspace(run_id).reports
 
-    def quarantine_folder(self) -> Path | None:
-        """Where this run keeps lines a gate refused."""
-        run_id = _run_id()
-        return None if run_id is None else self.publications().quarantine(run_id)
-
     def scratch_folder(self) -> Path | None:
         """Room for this run's temporary files (source snapshots), beside its warehouse."""
         run_id = _run_id()
