@@ -329,11 +329,12 @@ def test_duplicated_file_contents_count_once(case, good, tmp_path):
     assert result.success
     rules = dict(query(workdir, "SELECT rule, count(*) FROM staging.rejected_rows GROUP BY rule"))
     [(first_clean,)] = query(workdir_good, "SELECT count(*) FROM staging.transactions")
-    [(first_duplicates,)] = query(
-        workdir_good, "SELECT count(*) FROM staging.rejected_rows WHERE rule = 'duplicate_line'"
-    )
-    # A line the good file had once is now twice (one duplicate); one it had twice is now four times.
-    assert rules["duplicate_line"] == first_clean + 2 * first_duplicates
+    first = dict(query(workdir_good, "SELECT rule, count(*) FROM staging.rejected_rows GROUP BY rule"))
+    # A line the good file had once is now twice (one duplicate); one it had twice is now four times. A
+    # line of absurd quantity is now twice too: one copy a duplicate in its file, the other absurd in the
+    # history (which judges quantities over all files).
+    assert rules["duplicate_line"] == first_clean + 2 * first["duplicate_line"] + first["absurd_quantity"]
+    assert rules["absurd_quantity"] == first["absurd_quantity"]
     assert _checksums(workdir)["marts.customer_features"] == before["marts.customer_features"]
     assert query(
         workdir, "SELECT customer_id, cluster, segment FROM marts.customer_segments ORDER BY 1"

@@ -11,7 +11,7 @@ import pytest
 from retail_seg.cli import main
 from retail_seg.core.synthetic import write_synthetic
 from retail_seg.core.warehouse import published_checksums
-from retail_seg_tests.runs import published_state
+from retail_seg_tests.runs import published_content, published_state
 from retail_seg_tests.servers import REPO, project_environment
 
 
@@ -31,24 +31,35 @@ def _checksums(tmp_path):
         return published_checksums(conn)
 
 
-def test_missing_column_exits_non_zero_names_it_and_changes_nothing(monkeypatch, tmp_path, capsys):
+def test_a_refused_file_exits_65_names_it_and_changes_nothing_it_derives(monkeypatch, tmp_path, capsys):
     source, _ = write_synthetic(tmp_path / "data", customers=300, seed=2)
     _environment(monkeypatch, tmp_path, source)
     assert main(["run"]) == 0
     assert "report: " in capsys.readouterr().out
     before = _checksums(tmp_path)
-    assert len(before) == 19  # every table of raw, staging, marts, reports and audit, and the history view
+    assert len(before) == 20  # every table of raw, staging, marts, reports and audit, and the history views
+    derived = _derived(tmp_path)
 
     broken = tmp_path / "data" / "broken.csv"
     lines = source.read_text().splitlines()
     broken.write_text("\n".join(",".join(line.split(",")[:5] + line.split(",")[6:]) for line in lines) + "\n")
     monkeypatch.setenv("RETAIL_SEG_SOURCE", str(broken))
-    assert main(["run"]) == 1
-    out = capsys.readouterr().out
-    assert "FAILED" in out
-    assert "broken.csv" in out and "missing column 'invoice_date'" in out
-    assert "materialized: nothing" in out
-    assert _checksums(tmp_path) == before
+    assert main(["run"]) == 65  # published over the history, without the refused file: loud
+    captured = capsys.readouterr()
+    assert "succeeded" in captured.out
+    assert "published without a refused file" in captured.err
+    assert "broken.csv refused" in captured.err and "missing column 'invoice_date'" in captured.err
+    assert _derived(tmp_path) == derived
+
+
+def _derived(tmp_path) -> dict[str, tuple]:
+    """The history and what it derives, run ids aside (the migration compares with the run before)."""
+    since = ("marts.segment_migration", "marts.fallen_from_high_value")
+    return {
+        table: content
+        for table, content in published_content(tmp_path).items()
+        if table.startswith(("staging.", "marts.")) and table not in since
+    }
 
 
 # Each kind of failure has its own exit code and sentence ----------------------------------------------

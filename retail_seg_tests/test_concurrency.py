@@ -34,7 +34,7 @@ def test_two_runs_at_once_publish_what_they_would_one_after_the_other(tmp_path, 
     # Each run recorded its own source; their order is the order the warehouse lock gave them.
     recorded = query(together, "SELECT run_id, source_file FROM audit.runs ORDER BY recorded_at")
     assert sorted(source for _, source in recorded) == sorted(str(s) for s in sources.values())
-    [(published_source,)] = query(together, "SELECT source FROM raw.loads")
+    [(published_source,)] = query(together, "SELECT source_file FROM raw.loads")
     assert published_source == recorded[-1][1]
 
     # The same two sources one after the other, in that order, in a warehouse of their own.

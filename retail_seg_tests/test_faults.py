@@ -63,7 +63,7 @@ def _lake_is_whole(workdir, first, second) -> str | None:
     assert record.sha256 in (file_sha256(first), file_sha256(second))
     lines, rejected = Lake(workdir / "warehouse.duckdb").files(record)
     clean, refused = (
-        duckdb.sql(f"SELECT count(*) FROM read_parquet('{f}')").fetchone()[0] for f in (lines, rejected)
+        duckdb.sql(f"SELECT count(*) FROM read_parquet('{f}')").fetchall()[0][0] for f in (lines, rejected)
     )
     assert (clean, refused) == (record.clean, record.rejected) and clean + refused == record.lines
     if ACCEPTED:

@@ -106,8 +106,7 @@ def _empty(schema: tuple[tuple[str, str], ...]) -> str:
 def _drop_tables_of_before_the_lake(conn: duckdb.DuckDBPyConnection) -> None:
     """A warehouse from before the lake held the staging layer as tables, which the views replace, and a
     text copy of every raw line, which the loads' files and row numbers replace."""
-    conn.execute(f"DROP TABLE IF EXISTS {RAW_TRANSACTIONS}")
-    for table in (STAGING_TRANSACTIONS, REJECTED_ROWS):
+    for table in (RAW_TRANSACTIONS, STAGING_TRANSACTIONS, REJECTED_ROWS):
         kind = conn.execute(
             "SELECT table_type FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
             [table.schema, table.name],
@@ -150,8 +149,8 @@ def _events(conn: duckdb.DuckDBPyConnection, lake: Lake, loads: tuple[LoadRecord
         LoadEvent(
             "superseded",
             old,
-            f"superseded by {now[key].load_id}, a corrected version of {key}: its {old.clean:,} lines left "
-            "the history",
+            f"superseded by a corrected version of {key} (SHA-256 {now[key].sha256[:12]}…): its "
+            f"{old.clean:,} lines left the history",
         )
         for key, old in before.items()
         if key in now and now[key].load_id != old.load_id

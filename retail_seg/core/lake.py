@@ -150,14 +150,15 @@ class Lake:
         """The quantities a load's products carry (absent for a load adopted from before the lake)."""
         return self.loads / record.load_id / QUANTITIES
 
-    def collect(self, keep: set[str]) -> list[str]:
-        """Remove the loads neither in force nor in `keep` (the loads a publication still reads) that are
-        complete (a load being built has no manifest yet and is left alone); return their ids."""
+    def collect(self, keep: set[str], running: set[str]) -> list[str]:
+        """Remove the loads neither in force nor in `keep` (the loads a publication still reads), and what
+        dead loads left half built (a load of a run not in `running`, with no manifest); return their ids."""
         in_force = {record.load_id for record in self.accepted().values()}
         removed = []
         if self.loads.is_dir():
             for folder in sorted(self.loads.iterdir()):
-                if folder.name in in_force or folder.name in keep or not (folder / MANIFEST).exists():
+                building = not (folder / MANIFEST).exists() and folder.name.rpartition("@")[2] in running
+                if folder.name in in_force or folder.name in keep or building:
                     continue
                 shutil.rmtree(folder, ignore_errors=True)
                 removed.append(folder.name)

@@ -20,6 +20,16 @@ BUILT = [
 ]
 
 
+# Runs that may still be writing a load into the lake.
+IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+
+
 @dg.asset(
     # Every asset a run builds: in any selection, the publication is the step after all of them.
     deps=[key for built in BUILT for key in built.keys],
@@ -35,7 +45,8 @@ def publication(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.M
     Until this step, every step of the run works on the run's own copy; a run refused by a gate or
     killed before this step leaves the published warehouse and report exactly as they were.
     """
-    done = warehouse.publish(context.run.run_id)
+    unfinished = context.instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS))
+    done = warehouse.publish(context.run.run_id, running={run.run_id for run in unfinished})
     if done is None:
         return dg.MaterializeResult(metadata={"published_run": "none: this run built nothing to publish"})
     published, collected = done

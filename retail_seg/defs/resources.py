@@ -170,9 +170,10 @@ class Warehouse(DuckDBResource):
         run_id = _run_id()
         return None if run_id is None else self._workspace(run_id).directory
 
-    def publish(self, run_id: str) -> tuple[Published, list[str]] | None:
+    def publish(self, run_id: str, running: set[str]) -> tuple[Published, list[str]] | None:
         """Swap this run's workspace in as the current publication, remove the loads it superseded, then
-        give the warehouse back; the publication and the loads removed, or None when the run built nothing."""
+        give the warehouse back; the publication and the loads removed, or None when the run built nothing.
+        `running` are the runs still going, whose loads may be half built."""
         if run_id not in _WORKSPACES:
             return None
         workspace, lock = _WORKSPACES[run_id]
@@ -182,17 +183,18 @@ class Warehouse(DuckDBResource):
         del _WORKSPACES[run_id]  # published: teardown must not discard it
         try:
             # Still under the lock, so no publication is reading the history meanwhile.
-            collected = self._collect_superseded_loads(published.database)
+            collected = self._collect_superseded_loads(published.database, running)
         finally:
             lock.release()
         _log(f"{RELEASED}: {run_id} is the current publication")
         return published, collected
 
-    def _collect_superseded_loads(self, database: Path) -> list[str]:
-        """Remove the loads no longer in force that the publication in `database` does not read."""
+    def _collect_superseded_loads(self, database: Path, running: set[str]) -> list[str]:
+        """Remove the loads no longer in force that the publication in `database` does not read, and what
+        loads of runs no longer `running` left half built."""
         with duckdb.connect(str(database), read_only=True) as conn:
             read = {load_id for (load_id,) in conn.execute("SELECT load_id FROM raw.loads").fetchall()}
-        return self.lake().collect(keep=read)
+        return self.lake().collect(keep=read, running=running)
 
 
 # The runs of this process that hold the warehouse: run id → (workspace, lock). A run executes its steps

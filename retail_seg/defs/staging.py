@@ -6,7 +6,7 @@ from retail_seg.core.cleaning import build_customers
 from retail_seg.core.history import adopt_tables, build_history
 from retail_seg.core.lake import file_key
 from retail_seg.core.loads import LoadOutcome, load_file
-from retail_seg.core.sources import file_sha256
+from retail_seg.core.sources import NOT_FOUND, file_sha256
 from retail_seg.core.tables import (
     CUSTOMERS,
     LOAD_EVENTS,
@@ -100,6 +100,8 @@ def catch_up(
     refused_before = {(record.key, record.sha256): why for record, why in lake.refused()}
     pending, still_refused = [], []
     for path in source.files():
+        if not path.exists():  # the source names a file that is not there: nothing to load, say so
+            raise dg.Failure(description=f"{path}: {NOT_FOUND}", allow_retries=False)
         key, sha256 = file_key(path), _checksum(path)
         if key in accepted and accepted[key].sha256 == sha256:
             continue
