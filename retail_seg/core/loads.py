@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
@@ -93,60 +93,84 @@ def load_file(
         run_id=run_id,
     )
     config = {"memory_limit": memory_limit, "temp_directory": str(folder / "spill")}
-    with duckdb.connect(":memory:", config=config) as conn:
-        try:
-            loaded = load_raw(
-                conn,
-                path,
-                load_id,
-                scratch=folder,
-                follow_links=follow_links,
-                mappings=mappings,
-                id_key=id_key,
-            )
-        except SourceFormatError as error:
-            gate = _unreadable(path, error)
-            return LoadOutcome(record, gate, refused_at="raw", kept=lake.refuse(record, gate.message()))
-        record = _with_source(record, loaded, conn)
-        gate = raw_gate(
+    # A database file of the load's own, not one in memory: its tables are stored compressed, where an
+    # in-memory database would hold (and, past the memory limit, spill) every value uncompressed.
+    with duckdb.connect(str(folder / "load.duckdb"), config=config) as conn:
+        outcome = _judge(conn, path, folder, record, rules, mappings, id_key, follow_links)
+    _remove_scratch(folder)
+    if not outcome.accepted:
+        gate = outcome.staging_gate if outcome.refused_at == "staging" else outcome.raw_gate
+        return replace(outcome, kept=lake.refuse(outcome.record, gate.message()))
+    return replace(outcome, superseded=lake.accept(outcome.record))
+
+
+def _judge(
+    conn: duckdb.DuckDBPyConnection,
+    path: Path,
+    folder: Path,
+    record: LoadRecord,
+    rules: LoadRules,
+    mappings: tuple[Mapping, ...],
+    id_key: str | None,
+    follow_links: bool,
+) -> LoadOutcome:
+    """Read, type and judge the file's lines, writing them into `folder`; the verdict, not yet acted on."""
+    try:
+        loaded = load_raw(
             conn,
-            RAW_TRANSACTIONS.candidate,
-            loaded.format,
-            max_missing_customer_share=rules.max_missing_customer_share,
-            max_unparseable_share=rules.max_unparseable_share,
+            path,
+            record.load_id,
+            scratch=folder,
+            follow_links=follow_links,
+            mappings=mappings,
+            id_key=id_key,
         )
-        if not gate.passed:
-            _copy(conn, str(RAW_TRANSACTIONS.candidate), folder / "raw.parquet")
-            return LoadOutcome(record, gate, refused_at="raw", kept=lake.refuse(record, gate.message()))
-        publish(conn, RAW_TRANSACTIONS, RAW_LOADS)
-        # A quantity is absurd against what its product's lines carry in the whole history, not in one
-        # file (a month may hold a product's one entry error and nothing else): the history judges it.
-        cleaning = clean_transactions(
-            conn,
-            run_date=rules.run_date,
-            mapping=loaded.format,
-            max_abs_quantity=rules.max_abs_quantity,
-            absurd_factor=None,
-            earliest_date=rules.earliest_date,
-            product_quantities=folder / QUANTITIES,
-        )
-        staging = staging_gate(
-            conn,
-            STAGING_TRANSACTIONS.candidate,
-            REJECTED_ROWS.candidate,
-            run_date=rules.run_date,
-            earliest_date=rules.earliest_date,
-            max_rejected_share=rules.max_rejected_share,
-        )
-        _copy(conn, str(REJECTED_ROWS.candidate), folder / REJECTED)
-        record = _with_counts(record, cleaning)
-        if not staging.passed:
-            kept = lake.refuse(record, staging.message())
-            return LoadOutcome(record, gate, staging, cleaning, refused_at="staging", kept=kept)
-        _copy(conn, str(STAGING_TRANSACTIONS.candidate), folder / LINES)
+    except SourceFormatError as error:
+        return LoadOutcome(record, _unreadable(path, error), refused_at="raw")
+    record = _with_source(record, loaded, conn)
+    gate = raw_gate(
+        conn,
+        RAW_TRANSACTIONS.candidate,
+        loaded.format,
+        max_missing_customer_share=rules.max_missing_customer_share,
+        max_unparseable_share=rules.max_unparseable_share,
+    )
+    if not gate.passed:
+        _copy(conn, str(RAW_TRANSACTIONS.candidate), folder / "raw.parquet")
+        return LoadOutcome(record, gate, refused_at="raw")
+    publish(conn, RAW_TRANSACTIONS, RAW_LOADS)
+    # A quantity is absurd against what its product's lines carry in the whole history, not in one file
+    # (a month may hold a product's one entry error and nothing else): the history judges it.
+    cleaning = clean_transactions(
+        conn,
+        run_date=rules.run_date,
+        mapping=loaded.format,
+        max_abs_quantity=rules.max_abs_quantity,
+        absurd_factor=None,
+        earliest_date=rules.earliest_date,
+        product_quantities=folder / QUANTITIES,
+    )
+    staging = staging_gate(
+        conn,
+        STAGING_TRANSACTIONS.candidate,
+        REJECTED_ROWS.candidate,
+        run_date=rules.run_date,
+        earliest_date=rules.earliest_date,
+        max_rejected_share=rules.max_rejected_share,
+    )
+    _copy(conn, str(REJECTED_ROWS.candidate), folder / REJECTED)
+    record = _with_counts(record, cleaning)
+    if not staging.passed:
+        return LoadOutcome(record, gate, staging, cleaning, refused_at="staging")
+    _copy(conn, str(STAGING_TRANSACTIONS.candidate), folder / LINES)
+    return LoadOutcome(record, gate, staging, cleaning)
+
+
+def _remove_scratch(folder: Path) -> None:
+    """What a load used while it worked: its database file and what DuckDB spilled."""
     shutil.rmtree(folder / "spill", ignore_errors=True)
-    superseded = lake.accept(record)
-    return LoadOutcome(record, gate, staging, cleaning, superseded=superseded)
+    for name in ("load.duckdb", "load.duckdb.wal"):
+        (folder / name).unlink(missing_ok=True)
 
 
 def _with_source(record: LoadRecord, loaded: LoadedSource, conn: duckdb.DuckDBPyConnection) -> LoadRecord:
