@@ -126,11 +126,11 @@ def _previous_loads(conn: duckdb.DuckDBPyConnection) -> dict[str, LoadRecord]:
         return {}
     fields = [field for field in LoadRecord.__dataclass_fields__ if field != "encoding"]
     rows = conn.execute(f"SELECT {', '.join(fields)} FROM {RAW_LOADS}").fetchall()
-    records = [LoadRecord(**dict(zip(fields, map(str_or_value, row), strict=True))) for row in rows]
+    records = [LoadRecord(**dict(zip(fields, map(_as_in_manifest, row), strict=True))) for row in rows]
     return {r.key: r for r in records}
 
 
-def str_or_value(value):
+def _as_in_manifest(value):
     """A timestamp as the ISO text a load's manifest holds; other values as they are."""
     return value.isoformat(timespec="microseconds") if hasattr(value, "isoformat") else value
 
