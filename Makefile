@@ -50,4 +50,4 @@ bench: $(STAMP)
 	$(PY) bench/run.py --sizes $(SIZES)
 
 clean:
-	rm -rf data/warehouse.duckdb data/warehouse.duckdb.wal data/.warehouse.publications data/reports data/synthetic data/.dagster
+	rm -rf data/warehouse.duckdb data/warehouse.duckdb.wal data/.warehouse.publications data/.warehouse.lake data/reports data/synthetic data/.dagster
