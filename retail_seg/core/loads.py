@@ -31,7 +31,6 @@ class LoadRules:
 
     run_date: dt.date
     earliest_date: dt.date = dt.date(1900, 1, 1)
-    absurd_factor: float | None = 1000.0
     max_abs_quantity: int | None = None
     max_missing_customer_share: float = 0.5
     max_unparseable_share: float = 0.05

@@ -82,18 +82,32 @@ def file_load(
         if config.source
         else _source_file(source, context.partition_key)
     )
-    outcome = load_file(
-        landing.admit(path),
+    outcome = load(
+        context, landing.admit(path), source, load_rules, warehouse, follow_links=not landing.holds(path)
+    )
+    yield from load_results(outcome)
+
+
+def load(
+    context,
+    path: Path,
+    source: SourceFile,
+    load_rules: LoadRules,
+    warehouse: Warehouse,
+    follow_links: bool = True,
+) -> LoadOutcome:
+    """Load one file into the history by the run's resources, as the load `<file key>@<run id>`."""
+    return load_file(
+        path,
         warehouse.lake(),
-        load_id=f"{context.partition_key}@{context.run.run_id}",
+        load_id=f"{file_key(path)}@{context.run.run_id}",
         run_id=context.run.run_id,
         rules=load_rules.rules(),
         mappings=source.known_mappings(),
         id_key=source.id_key(),
         memory_limit=warehouse.memory_limit,
-        follow_links=not landing.holds(path),
+        follow_links=follow_links,
     )
-    yield from load_results(outcome)
 
 
 def _source_file(source: SourceFile, key: str) -> Path:

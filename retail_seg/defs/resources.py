@@ -286,7 +286,6 @@ class LoadRules(dg.ConfigurableResource):
         return LoadLimits(
             run_date=dt.date.fromisoformat(self.run_date) if self.run_date else dt.date.today(),
             earliest_date=dt.date.fromisoformat(self.earliest_date),
-            absurd_factor=self.absurd_quantity_factor,
             max_abs_quantity=self.max_abs_quantity,
             max_missing_customer_share=self.max_missing_customer_share,
             max_unparseable_share=self.max_unparseable_share,

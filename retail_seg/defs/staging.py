@@ -5,7 +5,7 @@ import dagster as dg
 from retail_seg.core.cleaning import build_customers
 from retail_seg.core.history import adopt_tables, build_history
 from retail_seg.core.lake import file_key
-from retail_seg.core.loads import LoadOutcome, load_file
+from retail_seg.core.loads import LoadOutcome
 from retail_seg.core.sources import NOT_FOUND, file_sha256
 from retail_seg.core.tables import (
     CUSTOMERS,
@@ -16,7 +16,7 @@ from retail_seg.core.tables import (
     STAGING_TRANSACTIONS,
 )
 from retail_seg.core.warehouse import publish
-from retail_seg.defs.ingest import SOURCE_FILES, load_events, refusal_message
+from retail_seg.defs.ingest import SOURCE_FILES, load, load_events, refusal_message
 from retail_seg.defs.metadata import DATA_ENGINEERING, layer_tags, table_metadata
 from retail_seg.defs.resources import LoadRules, SourceFile, Warehouse
 
@@ -115,16 +115,7 @@ def catch_up(
         context.instance.add_dynamic_partitions(SOURCE_FILES.name, [file_key(p) for p in pending])
     outcomes = []
     for path in pending:
-        outcome = load_file(
-            path,
-            lake,
-            load_id=f"{file_key(path)}@{context.run.run_id}",
-            run_id=context.run.run_id,
-            rules=load_rules.rules(),
-            mappings=source.known_mappings(),
-            id_key=source.id_key(),
-            memory_limit=warehouse.memory_limit,
-        )
+        outcome = load(context, path, source, load_rules, warehouse)
         context.log.info(
             f"loaded {path.name}: {outcome.record.clean:,} clean, {outcome.record.rejected:,} rejected"
             if outcome.accepted
