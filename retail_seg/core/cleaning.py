@@ -11,9 +11,9 @@ import duckdb
 
 from retail_seg.core.mappings import CANONICAL as RAW_COLUMNS
 from retail_seg.core.mappings import Mapping, load_mappings
-from retail_seg.core.parsing import is_return_sql, mapping_parameters, parsed_sql
+from retail_seg.core.parsing import is_return_sql, mapping_parameters
 from retail_seg.core.tables import CUSTOMERS, RAW_TRANSACTIONS, REJECTED_ROWS, STAGING_TRANSACTIONS
-from retail_seg.core.warehouse import bound, build_candidate, row_count
+from retail_seg.core.warehouse import bound, build_candidate, row_count, write_candidate
 
 if TYPE_CHECKING:  # pandas loads only where a frame is made, not for the SQL
     import pandas as pd
@@ -62,8 +62,8 @@ LINE_KEY = (
 class RejectionRule:
     """A reason to refuse a line: its name, the words a reader sees, and the SQL predicate that applies it.
 
-    The predicate reads the typed line (`parsing.parsed_sql` beside the raw text) and the bound
-    parameters of `clean_transactions`.
+    The predicate reads the typed line (`parsing.parsed_sql`, parsed beside the raw text as it loads) and
+    the bound parameters of `clean_transactions`.
     """
 
     name: str
@@ -160,12 +160,10 @@ def _first_rule_broken_sql() -> str:
 
 
 def _typed_sql(mapping: Mapping) -> str:
-    """The raw lines with their typed values, as the CTE `typed`.
+    """The raw lines (parsed as they were loaded) with their return mark and currency rate, as `typed`.
 
-    NOT MATERIALIZED: DuckDB would otherwise store every typed line of a CTE read more than once, which
-    at ten million lines doubled the cleaning's time and its memory.
+    NOT MATERIALIZED: DuckDB would otherwise store every line of a CTE read more than once.
     """
-    parsed = ", ".join(f"{expr} AS {name}" for name, expr in parsed_sql(mapping).items())
     # The rate of a line's currency to the base: 1 for the base (or no currency), a declared rate, or
     # NULL, which the rules refuse rather than add amounts in different currencies together.
     currency = "nullif(upper(trim(currency)), '')"
@@ -174,7 +172,7 @@ def _typed_sql(mapping: Mapping) -> str:
     joined = " LEFT JOIN _rates ON _rates.rate_currency = upper(trim(currency))" if mapping.rates else ""
     return f"""
     typed AS NOT MATERIALIZED (
-        SELECT {RAW_TRANSACTIONS.name}.*, {parsed}, {is_return_sql(mapping)} AS is_return_line,
+        SELECT {RAW_TRANSACTIONS.name}.*, {is_return_sql(mapping)} AS is_return_line,
                {rate} AS currency_rate
         FROM {RAW_TRANSACTIONS}{joined}
     )
@@ -310,6 +308,7 @@ def clean_transactions(
     absurd_factor: float | None = 1000.0,
     earliest_date: dt.date = dt.date(1900, 1, 1),
     product_quantities: Path | None = None,
+    written: tuple[Path, Path] | None = None,
 ) -> CleaningResult:
     """Build the candidates of `staging.transactions` and `staging.rejected_rows` from `raw.transactions`.
 
@@ -319,7 +318,8 @@ def clean_transactions(
     are taken for a wrong century. A quantity is absurd beyond `absurd_factor` times what the product's
     lines usually carry, or beyond `max_abs_quantity` when set; None turns either off. With
     `product_quantities`, the quantities each product's lines carry are written there as Parquet (code,
-    quantity, lines), for a history to judge quantities over all its files.
+    quantity, lines), for a history to judge quantities over all its files. With `written` (two paths),
+    the clean and the rejected lines are written there as Parquet and the candidates are views over them.
     """
     mapping = mapping or raw_mapping(conn, load_mappings())
     [(dominant,)] = conn.execute(
@@ -341,18 +341,21 @@ def clean_transactions(
             bound(_duplicates_sql(mapping), params),
         )
         typical = f"WITH {_typed_sql(mapping)} {_TYPICAL_SQL}"
+        if absurd_factor is None:  # the rule reads no typical quantity: an empty table, not a pass
+            typical += " LIMIT 0"
         conn.execute(f"CREATE OR REPLACE TEMP TABLE _typical AS {typical}", bound(typical, params))
         if product_quantities is not None:
             counted = f"WITH {_typed_sql(mapping)} {_PRODUCT_QUANTITIES_SQL}"
             target = str(product_quantities).replace("'", "''")
             conn.execute(f"COPY ({counted}) TO '{target}' (FORMAT parquet)", bound(counted, params))
         # Two streaming passes over the raw lines (clean, rejected) rather than one materialized wide
-        # table: at ten million lines the wide table, not the parsing, is what costs memory.
-        for table, sql in (
-            (STAGING_TRANSACTIONS, _clean_sql(mapping)),
-            (REJECTED_ROWS, _rejected_sql(mapping)),
-        ):
-            build_candidate(conn, table, sql, bound(sql, params))
+        # table: at ten million lines the wide table, not the judging, is what costs memory.
+        built = ((STAGING_TRANSACTIONS, _clean_sql(mapping)), (REJECTED_ROWS, _rejected_sql(mapping)))
+        for (table, sql), path in zip(built, written or (None, None), strict=True):
+            if path is None:
+                build_candidate(conn, table, sql, bound(sql, params))
+            else:
+                write_candidate(conn, table, sql, bound(sql, params), path)
     finally:
         for temporary in ("_duplicates", "_typical", "_rates"):
             conn.execute(f"DROP TABLE IF EXISTS {temporary}")

@@ -20,7 +20,7 @@ from retail_seg.core.expectations import GateResult, Outcome
 from retail_seg.core.lake import LINES, QUANTITIES, REJECTED, Lake, LoadRecord, file_key
 from retail_seg.core.mappings import Mapping, SourceFormatError
 from retail_seg.core.quality import raw_gate, staging_gate
-from retail_seg.core.sources import LoadedSource, load_raw
+from retail_seg.core.sources import SNAPSHOTS, LoadedSource, load_raw
 from retail_seg.core.tables import RAW_LOADS, RAW_TRANSACTIONS, REJECTED_ROWS, STAGING_TRANSACTIONS
 from retail_seg.core.warehouse import publish, row_count
 
@@ -148,6 +148,7 @@ def _judge(
         absurd_factor=None,
         earliest_date=rules.earliest_date,
         product_quantities=folder / QUANTITIES,
+        written=(folder / LINES, folder / REJECTED),
     )
     staging = staging_gate(
         conn,
@@ -157,17 +158,18 @@ def _judge(
         earliest_date=rules.earliest_date,
         max_rejected_share=rules.max_rejected_share,
     )
-    _copy(conn, str(REJECTED_ROWS.candidate), folder / REJECTED)
     record = _with_counts(record, cleaning)
     if not staging.passed:
+        conn.execute(f"DROP VIEW {STAGING_TRANSACTIONS.candidate}")
+        (folder / LINES).unlink()  # a refused load keeps what was rejected, with its reasons
         return LoadOutcome(record, gate, staging, cleaning, refused_at="staging")
-    _copy(conn, str(STAGING_TRANSACTIONS.candidate), folder / LINES)
     return LoadOutcome(record, gate, staging, cleaning)
 
 
 def _remove_scratch(folder: Path) -> None:
-    """What a load used while it worked: its database file and what DuckDB spilled."""
-    shutil.rmtree(folder / "spill", ignore_errors=True)
+    """What a load used while it worked: its database file, its snapshot and what DuckDB spilled."""
+    for scratch in ("spill", SNAPSHOTS):
+        shutil.rmtree(folder / scratch, ignore_errors=True)
     for name in ("load.duckdb", "load.duckdb.wal"):
         (folder / name).unlink(missing_ok=True)
 

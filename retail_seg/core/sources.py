@@ -6,6 +6,8 @@ import errno
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +22,9 @@ from retail_seg.core.mappings import (
     detect_mapping,
     load_mappings,
 )
-from retail_seg.core.parsing import hashed_key_sql, literal
+from retail_seg.core.parsing import hashed_key_sql, literal, parsed_sql
 from retail_seg.core.tables import RAW_LOADS, RAW_TRANSACTIONS
-from retail_seg.core.warehouse import build_candidate, row_count
+from retail_seg.core.warehouse import build_candidate, drop, ensure_schemas, row_count
 
 # The canonical line's columns, and every canonical column the raw layer keeps.
 CANONICAL_COLUMNS = LINE_COLUMNS
@@ -188,30 +190,38 @@ def load_raw(
     mappings: tuple[Mapping, ...] | None = None,
     id_key: str | None = None,
 ) -> LoadedSource:
-    """Build `raw.transactions`'s candidate from a source: canonical names, every value as text.
+    """Make `raw.transactions`'s candidate from a source: canonical names, every value as text, and
+    beside the text the values the mapping parses (`parsing.parsed_sql`).
 
-    Keeping text means nothing is lost or coerced at the door; staging decides what parses, and
-    rejected rows keep the values exactly as the file had them. Several files load as one source and
-    must share a format; lines repeated across overlapping exports are left for staging's duplicate
-    rule, so an invoice in two files counts once. Each file is read from a snapshot taken under
-    `scratch` (a temporary folder by default), whose checksum is the one recorded. The format is the
-    first of `mappings` (the built-in ones by default) whose columns the header has; `id_key` hashes the
-    customer key of a mapping that declares it personal.
+    Keeping text means nothing is lost or coerced at the door; staging decides what is clean, and
+    rejected rows keep the values exactly as the file had them. The candidate is a view over what was
+    read: the file's snapshot itself where DuckDB can read it in place (a Parquet file, while `scratch`
+    keeps the snapshot for the caller's lifetime), a table of its text otherwise (a CSV, whose lines DuckDB
+    numbers only once stored; a file keyed by personal data, whose key is hashed as it is stored). Every
+    value is then typed on the way past, not copied as text first.
+
+    Several files load as one source and must share a format; lines repeated across overlapping exports
+    are left for staging's duplicate rule, so an invoice in two files counts once. Each file is read from
+    a snapshot taken under `scratch` (a temporary folder by default), whose checksum is the one recorded.
+    The format is the first of `mappings` (the built-in ones by default) whose columns the header has;
+    `id_key` hashes the customer key of a mapping that declares it personal.
     """
     mappings = mappings if mappings is not None else load_mappings()
     files = source_files(Path(source))
+    ensure_schemas(conn)
     formats: list[Mapping] = []
-    encodings, digests, size = [], [], 0
-    with tempfile.TemporaryDirectory(prefix="retail_seg_", dir=scratch) as folder:
+    encodings, digests, selects, size = [], [], [], 0
+    with _snapshots(scratch) as (folder, kept):
         for index, path in enumerate(files):
-            readable, digest, file_size = snapshot(path, Path(folder), follow_links)
+            readable, digest, file_size = snapshot(path, folder, follow_links)
             digests.append((path.name, digest))
             size += file_size
             if path.suffix.lower() in EXCEL_SUFFIXES:
                 # DuckDB's Excel reader is an extension that cannot be downloaded here, so workbooks are
                 # streamed to CSV first (every sheet, in order), never held in memory whole.
-                readable = workbook_to_csv(readable, Path(folder) / f"{index}.csv", name=path.name)
-            fmt, encoding = _load_file(conn, path, readable, load_id, index > 0, mappings, id_key)
+                readable = workbook_to_csv(readable, folder / f"{index}.csv", name=path.name)
+            read = _File(path, readable, load_id, index, in_place=kept)
+            fmt, encoding, select = _read_file(conn, read, mappings, id_key)
             if formats and fmt != formats[0]:
                 raise SourceFormatError(
                     f"{path.name} is {fmt.name} but {files[0].name} is {formats[0].name}: "
@@ -219,7 +229,11 @@ def load_raw(
                 )
             formats.append(fmt)
             encodings.append(encoding)
-    rows = row_count(conn, RAW_TRANSACTIONS.candidate)
+            selects.append(select)
+        drop(conn, RAW_TRANSACTIONS.candidate)
+        union = "\nUNION ALL\n".join(selects)
+        conn.execute(f"CREATE VIEW {RAW_TRANSACTIONS.candidate} AS {union}")
+        rows = row_count(conn, RAW_TRANSACTIONS.candidate)
     loaded = LoadedSource(tuple(files), formats[0], source_sha256(digests), rows, tuple(encodings))
     build_candidate(
         conn,
@@ -232,34 +246,62 @@ def load_raw(
     return loaded
 
 
-def _load_file(
-    conn: duckdb.DuckDBPyConnection,
-    path: Path,
-    readable: Path,
-    load_id: str,
-    append: bool,
-    mappings: tuple[Mapping, ...],
-    id_key: str | None,
-) -> tuple[Mapping, str]:
-    """Add one file's lines to the candidate, trying each text encoding in turn, and for a CSV the fast
-    parallel reader before the careful one."""
-    is_csv = readable.suffix.lower() in CSV_SUFFIXES
-    encodings = CSV_ENCODINGS if is_csv else ("binary",)
+@contextmanager
+def _snapshots(scratch: Path | None) -> Iterator[tuple[Path, bool]]:
+    """Where a load's snapshots go, and whether they outlive the load: under `scratch`, kept for the
+    caller (who removes the folder); a temporary folder, removed once read, otherwise."""
+    if scratch is not None:
+        folder = Path(scratch) / SNAPSHOTS
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder, True
+        return
+    with tempfile.TemporaryDirectory(prefix="retail_seg_") as folder:
+        yield Path(folder), False
+
+
+# The folder under a load's scratch that holds its snapshots.
+SNAPSHOTS = "snapshots"
+
+
+@dataclass(frozen=True)
+class _File:
+    """One file of a source as it is read: its name, its snapshot, and where its text lives."""
+
+    path: Path
+    readable: Path
+    load_id: str
+    index: int
+    in_place: bool
+
+    @property
+    def is_csv(self) -> bool:
+        return self.readable.suffix.lower() in CSV_SUFFIXES
+
+    @property
+    def text(self) -> str:
+        """The table that holds the file's text when it is not read in place."""
+        return f"{RAW_TRANSACTIONS.candidate}_read_{self.index}"
+
+
+def _read_file(
+    conn: duckdb.DuckDBPyConnection, read: _File, mappings: tuple[Mapping, ...], id_key: str | None
+) -> tuple[Mapping, str, str]:
+    """The mapping of one file, the encoding that read it, and the SELECT of its raw lines, trying each
+    text encoding in turn, and for a CSV the fast parallel reader before the careful one."""
+    encodings = CSV_ENCODINGS if read.is_csv else ("binary",)
     for encoding in encodings:
-        for careful in (False, True) if is_csv else (False,):
+        for careful in (False, True) if read.is_csv else (False,):
             try:
-                fmt = _select_into_candidate(
-                    conn, path, readable, load_id, encoding, append, careful, mappings, id_key
-                )
-                return fmt, encoding
+                fmt, select = _lines_sql(conn, read, encoding, careful, mappings, id_key)
+                return fmt, encoding, select
             except duckdb.Error as error:
                 if "unicode" in str(error).lower() and encoding != encodings[-1]:
                     break  # the next encoding
-                if is_csv and not careful and "CSV Error" in str(error):
+                if read.is_csv and not careful and "CSV Error" in str(error):
                     continue  # the careful reader
-                reason = csv_reason(error) if is_csv else _first_line(error)
-                reason = reason.replace(str(readable), path.name)
-                raise SourceFormatError(f"{path.name}: cannot be read: {reason}") from error
+                reason = csv_reason(error) if read.is_csv else _first_line(error)
+                reason = reason.replace(str(read.readable), read.path.name)
+                raise SourceFormatError(f"{read.path.name}: cannot be read: {reason}") from error
     raise AssertionError("unreachable: the last reader either loads or raises")
 
 
@@ -303,28 +345,46 @@ def _without_row_number(header: list[str]) -> list[str]:
     return [name for name in header if name != "file_row_number"]
 
 
-def _select_into_candidate(
+def _lines_sql(
     conn: duckdb.DuckDBPyConnection,
-    path: Path,
-    readable: Path,
-    load_id: str,
+    read: _File,
     encoding: str,
-    append: bool,
     careful: bool,
     mappings: tuple[Mapping, ...],
     id_key: str | None,
-) -> Mapping:
-    mapping, found, reader, header = _recognised(conn, path, readable, encoding, careful, mappings)
-    # Parquet numbers its rows as it reads, in parallel; a CSV's line order needs a window over the scan.
-    line_number = "file_row_number + 1" if "file_row_number" in header else "row_number() OVER ()"
+) -> tuple[Mapping, str]:
+    """The file's mapping, and a SELECT (with no parameters, for a view) of its lines as raw text with
+    their parsed values; its text is stored first unless the file can be read in place."""
+    mapping, found, reader, header = _recognised(conn, read.path, read.readable, encoding, careful, mappings)
+    reader = reader.replace("$path", literal(str(read.readable)))
     columns = {
         c: f"CAST({_quote(found[c])} AS VARCHAR)" if c in found else "CAST(NULL AS VARCHAR)"
         for c in RAW_COLUMNS
     }
+    params = {}
     if mapping.personal_customer_id:  # the address itself never reaches the warehouse
+        if not id_key:
+            raise SourceFormatError(
+                f"{read.path.name}: {mapping.name} keys customers by personal data, "
+                "and no key to hash it is set"
+            )
         columns["customer_id"] = hashed_key_sql(columns["customer_id"])
+        params["id_key"] = id_key
     selected = ",\n".join(f"{expr} AS {c}" for c, expr in columns.items())
-    lines = f"SELECT {line_number} AS source_row, {selected} FROM {reader}"
+    # Parquet numbers its rows as it reads, in parallel; a CSV's lines are numbered by the order they are
+    # stored in (DuckDB keeps a file's order), which costs nothing, where a window over the scan would
+    # cost more than reading the file.
+    parquet = "file_row_number" in header
+    if parquet and read.in_place and not params:
+        lines = f"SELECT file_row_number + 1 AS source_row, {selected} FROM {reader}"
+    else:
+        numbered = "file_row_number + 1 AS source_row, " if parquet else ""
+        conn.execute(
+            f"CREATE OR REPLACE TABLE {read.text} AS SELECT {numbered}{selected} FROM {reader}", params
+        )
+        lines = (
+            f"SELECT * FROM {read.text}" if parquet else f"SELECT rowid + 1 AS source_row, * FROM {read.text}"
+        )
     # Order-level values an export writes on an order's first line only, carried to its other lines.
     filled = ", ".join(
         f"coalesce(nullif(trim({c}), ''), last_value(nullif(trim({c}), '') IGNORE NULLS) OVER "
@@ -332,23 +392,18 @@ def _select_into_candidate(
         for c in mapping.fill_down
     )
     replaced = f" REPLACE ({filled})" if filled else ""
-    sql = f"""
-        SELECT CAST($load_id AS VARCHAR) AS load_id,
-               CAST($source_file AS VARCHAR) AS source_file,
-               source_row,
-               CAST($mapping AS VARCHAR) AS source_format,
-               * EXCLUDE (source_row){replaced}
-        FROM ({lines})
+    # Each value is parsed on the way past its text: every rule and gate reads the typed value, and the
+    # text stays for the lines a rule rejects.
+    parsed = ", ".join(f"{expr} AS {name}" for name, expr in parsed_sql(mapping).items())
+    select = f"""
+        SELECT *, {parsed}
+        FROM (
+            SELECT {literal(read.load_id)} AS load_id,
+                   {literal(str(read.path))} AS source_file,
+                   source_row,
+                   {literal(mapping.name)} AS source_format,
+                   * EXCLUDE (source_row){replaced}
+            FROM ({lines})
+        )
     """
-    params = {"load_id": load_id, "source_file": str(path), "mapping": mapping.name, "path": str(readable)}
-    if mapping.personal_customer_id:
-        if not id_key:
-            raise SourceFormatError(
-                f"{path.name}: {mapping.name} keys customers by personal data, and no key to hash it is set"
-            )
-        params["id_key"] = id_key
-    if append:
-        conn.execute(f"INSERT INTO {RAW_TRANSACTIONS.candidate} {sql}", params)
-    else:
-        build_candidate(conn, RAW_TRANSACTIONS, sql, params)
-    return mapping
+    return mapping, select

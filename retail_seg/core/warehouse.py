@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -29,7 +30,20 @@ def bound(sql: str, params: dict[str, object]) -> dict[str, object]:
 def build_candidate(conn: duckdb.DuckDBPyConnection, table: Table, select_sql: str, params=None) -> None:
     """Build `table`'s candidate from a SELECT, leaving the live table as it is."""
     ensure_schemas(conn)
-    conn.execute(f"CREATE OR REPLACE TABLE {table.candidate} AS {select_sql}", params or [])
+    drop(conn, table.candidate)
+    conn.execute(f"CREATE TABLE {table.candidate} AS {select_sql}", params or [])
+
+
+def write_candidate(
+    conn: duckdb.DuckDBPyConnection, table: Table, select_sql: str, params, path: Path
+) -> None:
+    """Write a SELECT to `path` as Parquet, and make `table`'s candidate a view over the file: the rows are
+    written once, where they are kept, and read back for the gate."""
+    ensure_schemas(conn)
+    quoted = str(path).replace("'", "''")
+    conn.execute(f"COPY ({select_sql}) TO '{quoted}' (FORMAT parquet)", params or [])
+    drop(conn, table.candidate)
+    conn.execute(f"CREATE VIEW {table.candidate} AS SELECT * FROM read_parquet('{quoted}')")
 
 
 def build_candidate_from_frame(conn: duckdb.DuckDBPyConnection, table: Table, frame: pd.DataFrame) -> None:
@@ -54,18 +68,37 @@ def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConn
     conn.execute("COMMIT")
 
 
+def _kind(conn: duckdb.DuckDBPyConnection, table: Table) -> str | None:
+    """TABLE or VIEW, as the catalog holds `table`; None when there is no such table."""
+    rows = conn.execute(
+        "SELECT CASE table_type WHEN 'VIEW' THEN 'VIEW' ELSE 'TABLE' END FROM information_schema.tables "
+        "WHERE table_schema = ? AND table_name = ?",
+        [table.schema, table.name],
+    ).fetchall()
+    return rows[0][0] if rows else None
+
+
+def drop(conn: duckdb.DuckDBPyConnection, table: Table) -> None:
+    """Drop `table`, a table or a view, if it exists."""
+    if kind := _kind(conn, table):
+        conn.execute(f"DROP {kind} {table}")
+
+
 def publish(conn: duckdb.DuckDBPyConnection, *tables: Table) -> None:
-    """Replace each live table by its candidate in one transaction: readers see old or new, never half."""
+    """Replace each live table by its candidate in one transaction: readers see old or new, never half.
+    A candidate may be a view (over what a load read, or a file written once)."""
     with transaction(conn):
         for table in tables:
-            conn.execute(f"DROP TABLE IF EXISTS {table}")
-            conn.execute(f"ALTER TABLE {table.candidate} RENAME TO {table.name}")
+            drop(conn, table)
+            conn.execute(
+                f"ALTER {_kind(conn, table.candidate) or 'TABLE'} {table.candidate} RENAME TO {table.name}"
+            )
 
 
 def discard_candidates(conn: duckdb.DuckDBPyConnection, *tables: Table) -> None:
     """Drop candidates that will not be published."""
     for table in tables:
-        conn.execute(f"DROP TABLE IF EXISTS {table.candidate}")
+        drop(conn, table.candidate)
 
 
 def row_count(conn: duckdb.DuckDBPyConnection, table: Table) -> int:
