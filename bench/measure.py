@@ -161,6 +161,72 @@ def pymc_marketing(source: Path, _: Path) -> int:
     return len(summary)
 
 
+def kmeans_sweep(_: Path, workdir: Path) -> int:
+    """One K-Means sweep, k = 2..10 with scikit-learn's defaults, over the bare query's customers (log R,
+    F, M, standardized): the clustering a notebook would run, the other half of the pipeline's baseline."""
+    import duckdb
+    import numpy as np
+    from sklearn.cluster import KMeans
+    from sklearn.preprocessing import StandardScaler
+
+    with duckdb.connect(str(workdir / "bare.duckdb"), read_only=True) as conn:
+        frame = conn.execute(
+            "SELECT date_diff('day', last_purchase, (SELECT max(last_purchase) FROM rfm)) AS recency, "
+            "frequency, CAST(monetary AS DOUBLE) AS monetary FROM rfm "
+            "WHERE last_purchase IS NOT NULL AND monetary > 0"
+        ).df()
+    matrix = StandardScaler().fit_transform(np.log1p(frame.to_numpy(dtype=float)))
+    for k in range(2, 11):
+        KMeans(n_clusters=k, random_state=0).fit(matrix)
+    return len(frame)
+
+
+def _value_summary(source: Path):
+    import pandas as pd
+
+    return pd.read_parquet(source)
+
+
+def value_project(source: Path, _: Path) -> dict:
+    """This project's BG/NBD + Gamma-Gamma fit (maximum likelihood, scipy) and scoring of every customer:
+    p_alive, expected purchases, expected spend and lifetime value."""
+    from retail_seg.core.lifetime import customer_value
+
+    value, purchases, spend = customer_value(_value_summary(source))
+    assert value["p_alive"].between(0, 1).all()
+    return {"customers": len(value), "parameters": {**purchases.__dict__, **spend.__dict__}}
+
+
+def value_pymc(source: Path, _: Path) -> dict:
+    """pymc-marketing's BetaGeoModel and GammaGammaModel fitted by MAP on the same customers, and their
+    p_alive, expected purchases and expected spend for every customer."""
+    import warnings
+
+    from pymc_marketing.clv import BetaGeoModel, GammaGammaModel
+
+    warnings.filterwarnings("ignore")
+    summary = _value_summary(source)
+    data = summary.rename(columns={"x": "frequency", "t_x": "recency"})[
+        ["customer_id", "frequency", "recency", "T"]
+    ]
+    purchases = BetaGeoModel(data=data)
+    purchases.fit(method="map", progressbar=False)
+    repeat = summary[(summary["x"] > 0) & (summary["m_x"] > 0)]
+    spending = repeat.rename(columns={"x": "frequency", "m_x": "monetary_value"})
+    spend = GammaGammaModel(data=spending[["customer_id", "frequency", "monetary_value"]])
+    spend.fit(method="map", progressbar=False)
+    purchases.expected_probability_alive(data=data)
+    purchases.expected_purchases(data=data, future_t=13)
+    spend.expected_customer_spend(data=spending[["customer_id", "frequency", "monetary_value"]])
+    fitted = {
+        name: float(model.idata.posterior[name].mean())
+        for model, names in ((purchases, ("r", "alpha", "a", "b")), (spend, ("p", "q", "v")))
+        for name in names
+    }
+    fitted["gamma"] = fitted.pop("v")
+    return {"customers": len(summary), "parameters": fitted}
+
+
 PROJECT_IMPORTS = (
     "duckdb",
     "great_expectations",
@@ -176,6 +242,9 @@ IMPORTS = {
     "project_features": ["duckdb", "retail_seg.core.features"],
     "pandas": ["pandas", "pyarrow.parquet"],
     "pymc_marketing": ["pandas", "pyarrow.parquet", "pymc_marketing.clv.utils"],
+    "kmeans_sweep": ["duckdb", "numpy", "sklearn.cluster"],
+    "value_project": ["pandas", "retail_seg.core.lifetime"],
+    "value_pymc": ["pandas", "pymc_marketing.clv"],
 }
 
 METHODS = {
@@ -185,6 +254,9 @@ METHODS = {
     "project_features": project_features,
     "pandas": pandas_groupby,
     "pymc_marketing": pymc_marketing,
+    "kmeans_sweep": kmeans_sweep,
+    "value_project": value_project,
+    "value_pymc": value_pymc,
 }
 
 

@@ -18,6 +18,7 @@ ALL_ASSETS = {
     "rejected_rows",
     "customers",
     "customer_features",
+    "customer_value",
     "eda_summary",
     "model_features",
     "k_selection",

@@ -61,7 +61,7 @@ def test_migration_counts_add_up_to_customers_in_both_runs(two_runs):
     )
     assert total == in_both > 0 and previous == first
     fallen = query(workdir, "SELECT from_label, to_label FROM marts.fallen_from_high_value")
-    assert all(before == "high-value" and now != "high-value" for before, now in fallen)
+    assert all(before == "champions" and now != "champions" for before, now in fallen)
 
 
 def test_audit_customer_prints_every_run(two_runs, capsys):

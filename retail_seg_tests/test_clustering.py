@@ -4,15 +4,24 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.cluster.hierarchy import fcluster, linkage
-from sklearn.metrics import adjusted_rand_score, silhouette_score
+from sklearn.metrics import (
+    adjusted_rand_score,
+    calinski_harabasz_score,
+    davies_bouldin_score,
+    silhouette_score,
+)
 
+from retail_seg.core import clustering
 from retail_seg.core.clustering import (
+    choose_k,
     cluster_metrics,
     find_knee,
+    fit_kmeans,
     order_by_value,
     silhouette_sample,
     sweep_kmeans,
     usable_k,
+    within_cluster_sum_of_squares,
 )
 from retail_seg.core.hierarchical import cut_tree, grow_tree, micro_clusters, sweep_ward, weighted_ward
 from retail_seg.core.segmentation import choose_method, crosstab, segment
@@ -117,6 +126,63 @@ def test_silhouette_is_exact_up_to_the_sample_size_and_seeded_beyond():
     assert cluster_metrics(points, labels, small)["silhouette"] == pytest.approx(exact, abs=0.05)
 
 
+def _sweep(inertia, silhouette, calinski_harabasz, davies_bouldin):
+    return pd.DataFrame(
+        {
+            "k": range(2, 2 + len(inertia)),
+            "inertia": inertia,
+            "silhouette": silhouette,
+            "calinski_harabasz": calinski_harabasz,
+            "davies_bouldin": davies_bouldin,
+        }
+    )
+
+
+# The elbow of this inertia curve is at k = 4.
+INERTIA = [100.0, 60.0, 20.0, 17.0, 15.0, 14.0]
+
+
+def test_the_scores_overrule_the_elbow_when_a_majority_agrees():
+    sweep = _sweep(
+        INERTIA, [0.4, 0.5, 0.55, 0.6, 0.5, 0.4], [10, 20, 30, 40, 35, 30], [1.0, 0.9, 0.8, 0.6, 0.7, 0.8]
+    )
+    choice = choose_k(sweep)
+    assert choice.preferred == {"elbow": 4, "silhouette": 5, "calinski_harabasz": 5, "davies_bouldin": 5}
+    assert choice.k == 5
+    assert "overruling the elbow's k = 4: preferred by silhouette, Calinski–Harabasz and Davies–Bouldin" in (
+        choice.reason
+    )
+
+
+def test_the_elbow_stands_when_the_scores_disagree():
+    sweep = _sweep(
+        INERTIA, [0.4, 0.5, 0.55, 0.6, 0.5, 0.4], [10, 20, 30, 40, 45, 50], [1.0, 0.5, 0.8, 0.9, 0.7, 0.8]
+    )
+    choice = choose_k(sweep)
+    assert choice.preferred == {"elbow": 4, "silhouette": 5, "calinski_harabasz": 7, "davies_bouldin": 3}
+    assert choice.k == 4 and "the scores do not agree on another" in choice.reason
+
+
+def test_a_tie_goes_to_silhouette():
+    sweep = _sweep(
+        INERTIA, [0.4, 0.5, 0.55, 0.6, 0.5, 0.4], [10, 20, 50, 40, 35, 30], [1.0, 0.9, 0.8, 0.6, 0.7, 0.8]
+    )
+    choice = choose_k(sweep)
+    assert choice.preferred == {"elbow": 4, "silhouette": 5, "calinski_harabasz": 4, "davies_bouldin": 5}
+    assert choice.k == 5
+
+
+def test_confirmed_elbow():
+    sweep = _sweep(
+        INERTIA, [0.4, 0.5, 0.65, 0.6, 0.5, 0.4], [10, 20, 50, 40, 35, 30], [1.0, 0.9, 0.5, 0.6, 0.7, 0.8]
+    )
+    choice = choose_k(sweep)
+    assert (
+        choice.k == 4
+        and "the elbow's k, confirmed by silhouette, Calinski–Harabasz and Davies–Bouldin" in (choice.reason)
+    )
+
+
 def test_k_stops_below_the_number_of_customers():
     assert usable_k(range(2, 11), 5) == [2, 3, 4]
     assert usable_k(range(2, 11), 2) == []
@@ -182,3 +248,32 @@ def test_crosstab_counts_customers_per_cluster_and_rfm_segment():
         (1, "At Risk", 2),
         (1, "Champions", 1),
     }
+
+
+def test_the_metrics_are_scikit_learns(three):
+    """cluster_metrics computes inertia, silhouette, Calinski–Harabasz and Davies–Bouldin in one pass over
+    the customers; each is the number scikit-learn's own function gives, a singleton cluster included."""
+    _, x = three
+    sample = silhouette_sample(x, seed=0)
+    for k in (2, 3, 5):
+        labels = fit_kmeans(x, k, seed=0)
+        labels[0] = 99  # a cluster of one customer
+        found = cluster_metrics(x, labels, sample)
+        assert found["silhouette"] == pytest.approx(silhouette_score(x, labels), abs=1e-6)
+        assert found["calinski_harabasz"] == pytest.approx(calinski_harabasz_score(x, labels), rel=1e-9)
+        assert found["davies_bouldin"] == pytest.approx(davies_bouldin_score(x, labels), rel=1e-9)
+        assert found["inertia"] == pytest.approx(
+            sum(((x[labels == c] - x[labels == c].mean(axis=0)) ** 2).sum() for c in np.unique(labels))
+        )
+
+
+def test_a_large_sweep_refines_restarts_made_on_a_sample(monkeypatch):
+    """Past KMEANS_SAMPLE customers the ten restarts run on a sample and the best is refined on everyone:
+    the clustering found is as tight as ten restarts on every customer."""
+    data = blobs(*THREE_GROUPS)
+    x = matrix(data)
+    full = fit_kmeans(x, 3, seed=1)
+    monkeypatch.setattr(clustering, "KMEANS_SAMPLE", len(x) // 4)
+    sampled = fit_kmeans(x, 3, seed=1)
+    assert within_cluster_sum_of_squares(x, sampled) <= within_cluster_sum_of_squares(x, full) * 1.001
+    assert adjusted_rand_score(full, sampled) > 0.99

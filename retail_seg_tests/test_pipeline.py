@@ -1,11 +1,16 @@
 """Every asset, end to end, on the default synthetic data: tables, report, and the planted groups found."""
 
+import html
+import json
 import re
+import shutil
+import subprocess
 
 import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
+from retail_seg.core.profiles import WIN_BACK
 from retail_seg.core.synthetic import write_synthetic
 from retail_seg.definitions import build_definitions
 from retail_seg.defs.ingest import LOADED
@@ -85,17 +90,72 @@ def test_one_row_per_customer_and_every_featured_customer_segmented(run):
     assert profiled == rows and segments == k and 2 <= k <= 10
 
 
-@pytest.mark.parametrize("method", ["kmeans", "ward"])
-def test_each_method_recovers_the_planted_groups(run, method):
-    _, workdir, planted = run
-    found = pd.DataFrame(
-        query(workdir, f"SELECT customer_id, {method}_cluster FROM marts.customer_segments"),
-        columns=["customer_id", "cluster"],
-    )
+def _with_planted(workdir, planted, columns: str) -> pd.DataFrame:
+    names = [c.strip().split(" AS ")[-1] for c in columns.split(",")]
+    found = pd.DataFrame(query(workdir, f"SELECT customer_id, {columns} FROM marts.customer_segments"))
+    found.columns = ["customer_id", *names]
     truth = pd.read_csv(planted, dtype={"customer_id": str})
     joined = found.merge(truth, on="customer_id", validate="one_to_one")
     assert len(joined) == len(found)
-    assert adjusted_rand_score(joined["group"], joined["cluster"]) >= 0.6
+    return joined
+
+
+def test_the_scores_overrule_the_elbow_and_k_is_the_planted_six(run):
+    _, workdir, _ = run
+    [(k, why)] = query(
+        workdir,
+        "SELECT k, (SELECT reason FROM marts.method_comparison WHERE selected) FROM marts.k_selection "
+        "WHERE chosen AND method = 'kmeans'",
+    )
+    assert k == 6  # the elbow alone says 4, merging champions with regulars (FIELD-NOTES)
+    [(published,)] = query(workdir, "SELECT DISTINCT k FROM marts.customer_segments")
+    assert published == 6 and why
+
+
+@pytest.mark.parametrize("method", ["kmeans", "ward"])
+def test_each_method_recovers_the_planted_groups(run, method):
+    _, workdir, planted = run
+    joined = _with_planted(workdir, planted, f"{method}_cluster AS cluster")
+    assert adjusted_rand_score(joined["group"], joined["cluster"]) >= 0.8
+
+
+# The label each planted behaviour should get from its numbers (synthetic.GROUPS).
+INTENDED = {
+    "champions": "champions",
+    "loyal_regulars": "frequent",
+    "big_ticket_occasional": "big-spender",
+    "new_customers": "new",
+    "lapsing": "at-risk",
+    "one_off": "lapsed",
+}
+
+
+def test_each_planted_group_gets_its_intended_label(run):
+    _, workdir, planted = run
+    joined = _with_planted(workdir, planted, "label")
+    share = joined.assign(intended=joined["group"].map(INTENDED)).pipe(
+        lambda t: (t["label"] == t["intended"]).groupby(t["group"]).mean()
+    )
+    assert set(share.index) == set(INTENDED)
+    assert (share >= 0.9).all(), share.to_dict()
+
+
+def test_no_customer_who_bought_recently_is_told_they_are_being_won_back(run):
+    _, workdir, _ = run
+    features = pd.DataFrame(
+        query(
+            workdir,
+            "SELECT f.recency_days, f.frequency, f.mean_days_between, s.label FROM marts.customer_features f "
+            "JOIN marts.customer_segments s USING (customer_id)",
+        ),
+        columns=["recency_days", "frequency", "mean_days_between", "label"],
+    )
+    typical = features.loc[features["frequency"] > 1, "mean_days_between"].median()
+    told = features[features["label"].isin(WIN_BACK)]
+    assert len(told) > 1000  # the lapsing and one-off groups are told, and only they
+    assert (told["recency_days"] > typical).all()
+    actions = query(workdir, "SELECT label, recommendation FROM marts.segment_profiles")
+    assert all(("win them back" in text) == (label == "at-risk") for label, text in actions)
 
 
 def test_published_method_is_the_one_the_comparison_favours(run):
@@ -109,7 +169,7 @@ def test_published_method_is_the_one_the_comparison_favours(run):
     assert method == next(r[0] for r in rows if r[2])
 
 
-def test_the_top_spending_most_frequent_segment_is_labelled_high_value(run):
+def test_the_top_spending_most_frequent_segment_is_labelled_champions(run):
     _, workdir, _ = run
     rows = query(
         workdir,
@@ -117,7 +177,7 @@ def test_the_top_spending_most_frequent_segment_is_labelled_high_value(run):
     )
     top = rows[0]
     assert top[2] == max(r[2] for r in rows)  # on this data the biggest spenders are also the most frequent
-    assert top[0] == "high-value"
+    assert top[0] == "champions"
 
 
 def test_every_featured_customer_has_an_rfm_segment_and_scores(run):
@@ -131,30 +191,25 @@ def test_every_featured_customer_has_an_rfm_segment_and_scores(run):
     assert missing == 0 and scores >= 12
 
 
-def test_report_shows_existing_figures_and_the_profiles(run):
-    _, workdir, _ = run
+def test_the_report_is_one_self_contained_page_with_the_run_and_its_segments(run):
+    result, workdir, _ = run
     page = (workdir / "reports" / "index.html").read_text()
-    images = re.findall(r'<img src="([^"]+)"', page)
-    assert set(images) == {
-        "elbow_curve.png",
-        "cluster_scatter.png",
-        "pca_scatter.png",
-        "segment_sizes.png",
-        "segment_revenue.png",
-        "rfm_heatmap.png",
-        "dendrogram.png",
-        "eda_histograms.png",
-        "monthly_revenue.png",
-        "spend_by_age_band.png",
-        "spend_by_gender.png",
-    }
-    for image in images:
-        assert (workdir / "reports" / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not re.findall(r'<img src="(?!data:image/png;base64,)', page)  # every figure embedded
+    assert not list((workdir / "reports").glob("*.png"))
+    assert len(re.findall(r'<img src="data:image/png;base64,', page)) == 11
+    assert result.run_id in page and "transactions.csv" in page and "generated" in page
+    [(as_of,)] = query(workdir, "SELECT max(as_of) FROM marts.customer_features")
+    assert str(as_of) in page
+    headings = re.findall(r"<h2 id='([^']+)'>", page)
+    assert headings[:3] == ["key-decisions", "segments-and-what-to-do", "value-and-churn"]
+    assert headings[-1].startswith("appendix") and all(f"href='#{h}'" in page for h in headings)
+    assert "overruling the elbow" in page
     for segment, recommendation in query(
         workdir, "SELECT segment, recommendation FROM marts.segment_profiles"
     ):
-        assert f">{segment}</td>" in page and f">{recommendation}</td>" in page
-    assert "published method" in page and "adjusted Rand index" in page
+        assert f"<h3>{segment}</h3><p>{html.escape(recommendation)}</p>" in page
+    # Counts read as counts: no "15.00" median invoices, no "307,024.00" lines.
+    assert not re.search(r">\d{1,3}(,\d{3})+\.00<", page)
 
 
 def test_every_gate_passed_and_lists_its_rules(run):
@@ -168,6 +223,7 @@ def test_every_gate_passed_and_lists_its_rules(run):
         ("raw_transactions", "raw_gate"),
         ("clean_transactions", "staging_gate"),
         ("customer_features", "features_gate"),
+        ("customer_value", "value_gate"),
         ("customer_segments", "segments_gate"),
         ("transaction_history", "every_file_loaded"),  # a warning when a file is refused
     }
@@ -179,3 +235,57 @@ def test_every_gate_passed_and_lists_its_rules(run):
         assert evaluation.severity.value == "ERROR"
         rules = [label for label in evaluation.metadata if label.startswith("pass: ")]
         assert len(rules) == evaluation.metadata["evaluated"].value >= 6
+
+
+CHROMIUM = shutil.which("chromium")
+# Measures the page as laid out at 1400 px: anything wider than the window or wider than its box is clipped
+# (or scrolls), and each figure's width against the text column it sits in.
+LAYOUT_PROBE = """<script>
+window.addEventListener("load", () => {
+  const clipped = [...document.querySelectorAll("body *")]
+    .filter(e => e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== "visible")
+    .map(e => e.tagName);
+  const column = document.querySelector("h2").getBoundingClientRect().width;
+  const figures = [...document.querySelectorAll("figure img")]
+    .map(i => i.getBoundingClientRect().width / column);
+  const probe = document.createElement("pre");
+  probe.id = "layout";
+  probe.textContent = JSON.stringify({
+    page: document.documentElement.scrollWidth, window: window.innerWidth, clipped, figures,
+  });
+  document.body.appendChild(probe);
+});
+</script></body>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it)")
+def test_the_report_reads_in_a_browser_at_1400_px(run, tmp_path):
+    _, workdir, _ = run
+    page = (workdir / "reports" / "index.html").read_text()
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.replace("</body>", LAYOUT_PROBE))
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1400,1000",
+        "--virtual-time-budget=5000",
+        "--hide-scrollbars",
+    ]
+    screenshot = tmp_path / "report.png"
+    subprocess.run(
+        [CHROMIUM, *flags, f"--screenshot={screenshot}", probed.as_uri()], timeout=120, capture_output=True
+    )
+    dom = subprocess.run(
+        [CHROMIUM, *flags, "--dump-dom", probed.as_uri()], timeout=120, capture_output=True, text=True
+    ).stdout
+    layout = json.loads(html.unescape(re.search(r'<pre id="layout">(.*?)</pre>', dom).group(1)))
+    assert layout["page"] <= layout["window"] == 1400, layout  # no sideways scrolling
+    assert layout["clipped"] == [], layout  # no table or block cut off
+    assert len(layout["figures"]) == 11 and min(layout["figures"]) > 0.95, layout  # figures at page width
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 20_000

@@ -6,6 +6,7 @@ import pytest
 
 from retail_seg.core.lake import Lake
 from retail_seg.core.mappings import load_mappings
+from retail_seg.core.profiles import WIN_BACK
 from retail_seg_tests.conftest import real_file
 from retail_seg_tests.pipeline import ALL_ASSETS, materialize_all, query
 
@@ -70,7 +71,34 @@ def test_the_whole_analysis_finishes_on_real_data(uci):
     )
     assert methods == 2 and 0 < agreement <= 1
     labels = {row[0] for row in query(workdir, "SELECT label FROM marts.segment_profiles")}
-    assert "high-value" in labels
+    assert "champions" in labels
+
+
+def test_on_real_data_no_recent_buyer_is_told_they_are_being_won_back(uci):
+    _, workdir, _ = uci
+    customers = pd.DataFrame(
+        query(
+            workdir,
+            "SELECT f.recency_days, f.frequency, f.mean_days_between, s.label FROM marts.customer_features f "
+            "JOIN marts.customer_segments s USING (customer_id)",
+        ),
+        columns=["recency_days", "frequency", "mean_days_between", "label"],
+    )
+    typical = customers.loc[customers["frequency"] > 1, "mean_days_between"].median()
+    told = customers[customers["label"].isin(WIN_BACK)]
+    assert (told["recency_days"] > typical).all()
+    segments = query(
+        workdir,
+        "SELECT segment, customers, median_recency_days, median_frequency, revenue, expected_value, "
+        "value_at_risk FROM marts.segment_profiles ORDER BY cluster",
+    )
+    print(f"\nUCI segments (typical gap {typical:.0f} days):")
+    for row in segments:
+        print(
+            "  {} {:,} customers, median recency {:.0f} d, {:.0f} invoices, spent {:,.0f}; expected "
+            "{:,.0f}, at risk {:,.0f}".format(*row)
+        )
+    assert sum(row[1] for row in segments) == len(customers)
 
 
 # Only the features are compared, so the monthly runs sweep fewer k to keep the test quick.

@@ -23,6 +23,7 @@ GATES = {
     ("raw_transactions", "raw_gate"),
     ("clean_transactions", "staging_gate"),
     ("customer_features", "features_gate"),
+    ("customer_value", "value_gate"),
     ("customer_segments", "segments_gate"),
 }
 CHROMIUM = shutil.which("chromium")

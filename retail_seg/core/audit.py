@@ -20,6 +20,7 @@ from retail_seg.core.tables import (
     CUSTOMER_FEATURES,
     CUSTOMER_HISTORY,
     CUSTOMER_SEGMENTS,
+    CUSTOMER_VALUE,
     CUSTOMERS,
     EDA_SUMMARY,
     K_SELECTION,
@@ -35,7 +36,7 @@ from retail_seg.core.tables import (
 )
 from retail_seg.core.warehouse import ensure_schemas, row_count, transaction
 
-HIGH_VALUE = "high-value"
+HIGH_VALUE = "champions"
 # The tables a run has published by the time it is recorded, whose row counts the record keeps.
 RECORDED_TABLES = (
     RAW_LOADS,
@@ -44,6 +45,7 @@ RECORDED_TABLES = (
     REJECTED_ROWS,
     CUSTOMERS,
     CUSTOMER_FEATURES,
+    CUSTOMER_VALUE,
     EDA_SUMMARY,
     MODEL_FEATURES,
     PREPROCESSING_STEPS,
@@ -81,12 +83,15 @@ _CREATE = (
         monetary DOUBLE,
         PRIMARY KEY (run_id, customer_id)
     )""",
+    # Added with lifetime value: a warehouse recorded before has the columns added, empty for its runs.
+    f"ALTER TABLE {SEGMENT_HISTORY} ADD COLUMN IF NOT EXISTS p_alive DOUBLE",
+    f"ALTER TABLE {SEGMENT_HISTORY} ADD COLUMN IF NOT EXISTS clv DOUBLE",
     # "Why was customer X in segment Y on date D": one row per run, with the run's lineage and the
     # features that placed the customer.
     f"""CREATE OR REPLACE VIEW {CUSTOMER_HISTORY} AS
         SELECT h.customer_id, r.recorded_at, h.as_of, h.run_id, r.source_file, r.source_sha256,
                h.segment, h.label, h.method, h.k, h.cluster, h.rfm_segment,
-               h.recency_days, h.frequency, h.monetary
+               h.recency_days, h.frequency, h.monetary, h.p_alive, h.clv
         FROM {SEGMENT_HISTORY} h JOIN {AUDIT_RUNS} r USING (run_id)""",
 )
 
@@ -179,12 +184,13 @@ def record_run(conn: duckdb.DuckDBPyConnection, run: RunRecord) -> int:
         )
         conn.execute(
             f"""
-            INSERT INTO {SEGMENT_HISTORY}
-            SELECT ?, f.as_of, s.customer_id, s.cluster, s.segment, p.label, s.method, s.k, s.rfm_segment,
-                   f.recency_days, f.frequency, f.monetary
+            INSERT INTO {SEGMENT_HISTORY} BY NAME
+            SELECT ? AS run_id, f.as_of, s.customer_id, s.cluster, s.segment, p.label, s.method, s.k,
+                   s.rfm_segment, f.recency_days, f.frequency, f.monetary, v.p_alive, v.clv
             FROM {CUSTOMER_SEGMENTS} s
             JOIN {CUSTOMER_FEATURES} f USING (customer_id)
             JOIN {SEGMENT_PROFILES} p USING (cluster)
+            LEFT JOIN {CUSTOMER_VALUE} v USING (customer_id)
             """,
             [run.run_id],
         )
@@ -219,7 +225,7 @@ class Migration:
 
 
 def migration_since_previous(conn: duckdb.DuckDBPyConnection, run_id: str) -> Migration:
-    """Customers per (previous segment, current segment) since the previous run, and who fell from high-value.
+    """Customers per (previous segment, current segment) since the previous run, and who fell from champions.
 
     The matrix counts customers present in both runs; customers who appear in only one are counted
     apart (new arrivals, or no purchases left in the window).

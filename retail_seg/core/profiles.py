@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
+
 import pandas as pd
 
 from retail_seg.core.features import ENGINEERED_COLUMNS, RFM_COLUMNS
@@ -10,48 +11,158 @@ from retail_seg.core.features import ENGINEERED_COLUMNS, RFM_COLUMNS
 # Numbers about each customer that `staging.customers` holds rather than the features.
 CUSTOMER_COLUMNS = ("distinct_products",)
 
-RECOMMENDATIONS = {
-    "high-value": "Reward and retain: loyalty programme, early access and service, not discounts.",
-    "frequent": "Grow the basket: bundles and cross-sell to customers who already come back often.",
-    "big-spender": "Raise frequency: replenishment reminders and account management for large orders.",
-    "new": "Onboard: welcome series and a second-purchase incentive while the first order is fresh.",
-    "at-risk": "Win back now: a personal reactivation offer before valuable customers lapse for good.",
-    "lapsed": "Reactivate cheaply: occasional promotions only; do not spend retention budget here.",
-    "low-frequency": "Promotions that give a reason to come back: vouchers with an expiry date.",
+
+@dataclass(frozen=True)
+class Action:
+    """What a segment's label tells marketing to do, and what to measure to know it worked."""
+
+    title: str
+    do: str
+    measure: str
+    wins_back: bool = False
+
+
+# Every label a segment can get, in the order the rules try them (`label_segment`).
+ACTIONS = {
+    "champions": Action(
+        "Champions",
+        "reward and retain them: loyalty perks, early access and service, not discounts",
+        "retention and spend per customer against a hold-out",
+    ),
+    "frequent": Action(
+        "Frequent buyers",
+        "grow the basket: bundles and cross-sell to customers who already come back",
+        "items and spend per order",
+    ),
+    "new": Action(
+        "New customers",
+        "onboard them: a welcome series and a second-purchase incentive while the first order is fresh",
+        "the share who buy a second time within {window} days",
+    ),
+    "at-risk": Action(
+        "At risk",
+        "win them back now: a personal reactivation offer before they lapse for good",
+        "the share who buy again within {window} days, against a hold-out",
+        wins_back=True,
+    ),
+    "lapsed": Action(
+        "Lapsed",
+        "reactivate cheaply: occasional promotions only, no retention budget",
+        "reactivations per unit of cost",
+        wins_back=True,
+    ),
+    "slipping": Action(
+        "Slipping",
+        "remind, do not discount: most have gone quiet but some bought recently",
+        "the share who buy again within {window} days",
+    ),
+    "big-spender": Action(
+        "Big spenders",
+        "raise their frequency: replenishment reminders and account management for large orders",
+        "orders per customer over the next {window} days",
+    ),
+    "occasional": Action(
+        "Occasional buyers",
+        "give them a reason to come back: vouchers with an expiry date",
+        "voucher redemption and repeat purchases",
+    ),
 }
+WIN_BACK = frozenset(label for label, action in ACTIONS.items() if action.wins_back)
+# A segment is overdue when its median customer has gone this many of its usual gaps without buying.
+OVERDUE_GAPS = 2.0
+# The share of customers a segment's median must beat to count as frequent (or, for champions, top).
+FREQUENT, TOP = 0.5, 0.75
+# A segment whose median customer is more likely gone than active (BG/NBD) has gone quiet too.
+CHURNED = 0.5
 
 
-def label_profile(recency_z: float, frequency_z: float, monetary_z: float) -> str:
-    """A business label from how a cluster's median log R, F and M sit against all customers (z-scores).
+@dataclass(frozen=True)
+class SegmentNumbers:
+    """What a segment's label is decided on, each relative to the customer base.
 
-    Lower recency is better, so a negative recency_z means recent buyers. Rules are tried in order.
+    `typical_gap` is the base's typical time between purchases (the median over repeat buyers); `gap` the
+    segment's own (its repeat buyers' median, the base's when it has none). Percentiles say where the
+    segment's median frequency and spend sit among all customers (0.5: the base's median).
     """
-    if frequency_z > 0.5 and monetary_z > 0.5 and recency_z < 0:
-        return "high-value"
-    if frequency_z > 0.4 and recency_z < 0:
+
+    recency: float
+    min_recency: float
+    gap: float
+    typical_gap: float
+    tenure: float
+    frequency_pct: float
+    monetary_pct: float
+    churn_risk: float = 0.0
+    """The segment's median BG/NBD churn risk (0 when no value was computed)."""
+
+    @property
+    def overdue(self) -> bool:
+        """Gone quiet: the median customer is late by twice their usual gap, or likely no longer active."""
+        return self.recency > OVERDUE_GAPS * self.gap or self.churn_risk >= CHURNED
+
+
+def label_segment(n: SegmentNumbers) -> str:
+    """A segment's label from its numbers; the rules are tried in order (README, "Segment names").
+
+    A win-back label needs every customer of the segment to be quiet for longer than the base's typical
+    gap: no one who bought recently is told they are being won back.
+    """
+    if not n.overdue and n.recency <= n.typical_gap and n.frequency_pct >= TOP and n.monetary_pct >= TOP:
+        return "champions"
+    if not n.overdue and n.frequency_pct >= FREQUENT:
         return "frequent"
-    if recency_z > 0.3 and (frequency_z > 0 or monetary_z > 0):
-        return "at-risk"
-    if recency_z > 0.5:
-        return "lapsed"
-    if frequency_z < -0.5 and recency_z < 0:
+    if n.tenure <= OVERDUE_GAPS * n.typical_gap and n.frequency_pct < FREQUENT:
         return "new"
-    if monetary_z > 0.5:
+    if n.overdue and n.min_recency > n.typical_gap:
+        return "at-risk" if max(n.frequency_pct, n.monetary_pct) >= FREQUENT else "lapsed"
+    if n.overdue:
+        return "slipping"
+    if n.monetary_pct >= TOP:
         return "big-spender"
-    return "low-frequency"
+    return "occasional"
 
 
-def label_clusters(median_z: pd.DataFrame) -> list[str]:
-    """Labels for every cluster (rows: recency_days, frequency, monetary z-scores of cluster medians).
+def typical_gap(features: pd.DataFrame) -> float:
+    """The base's typical days between purchases: the median over customers who bought more than once
+    (the median recency when no one did, so that "recent" still means something)."""
+    gaps = features.loc[features["frequency"] > 1, "mean_days_between"].dropna()
+    return float(gaps.median()) if len(gaps) else float(features["recency_days"].median())
 
-    Only the strongest of the clusters that qualify as high-value keeps that label; the others are
-    the next tier, frequent buyers, so "high-value" always means the best customers there are.
-    """
-    labels = [label_profile(r.recency_days, r.frequency, r.monetary) for r in median_z.itertuples()]
-    strength = median_z["frequency"] + median_z["monetary"]
-    contenders = [i for i, label in enumerate(labels) if label == "high-value"]
-    best = max(contenders, key=lambda i: strength.iloc[i], default=None)
-    return ["frequent" if label == "high-value" and i != best else label for i, label in enumerate(labels)]
+
+def _percentile(values: pd.Series, value: float) -> float:
+    """Where `value` sits in `values`: the share below it, plus half the share equal to it."""
+    return float(((values < value).sum() + 0.5 * (values == value).sum()) / len(values))
+
+
+def segment_numbers(features: pd.DataFrame, clusters: pd.DataFrame) -> pd.DataFrame:
+    """Each cluster's `SegmentNumbers`, one row per cluster."""
+    data = features.merge(clusters, on="customer_id", validate="one_to_one")
+    base_gap = typical_gap(features)
+    rows = {}
+    for cluster, group in data.groupby("cluster"):
+        gap = group.loc[group["frequency"] > 1, "mean_days_between"].median()
+        rows[cluster] = SegmentNumbers(
+            recency=float(group["recency_days"].median()),
+            min_recency=float(group["recency_days"].min()),
+            gap=float(gap) if pd.notna(gap) else base_gap,
+            typical_gap=base_gap,
+            tenure=float(group["tenure_days"].median()),
+            frequency_pct=_percentile(features["frequency"], group["frequency"].median()),
+            monetary_pct=_percentile(features["monetary"], group["monetary"].median()),
+            churn_risk=float(group["churn_risk"].median()) if "churn_risk" in group else 0.0,
+        ).__dict__
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("cluster")
+
+
+def label_clusters(numbers: pd.DataFrame) -> list[str]:
+    """Labels for every cluster (rows of `segment_numbers`). Only the strongest of the clusters that
+    qualify as champions keeps that label; the others are frequent buyers, so "champions" always means
+    the best customers there are."""
+    labels = [label_segment(SegmentNumbers(**row._asdict())) for row in numbers.itertuples(index=False)]
+    strength = (numbers["frequency_pct"] + numbers["monetary_pct"]).to_numpy()
+    contenders = [i for i, label in enumerate(labels) if label == "champions"]
+    best = max(contenders, key=lambda i: strength[i], default=None)
+    return ["frequent" if label == "champions" and i != best else label for i, label in enumerate(labels)]
 
 
 def _unique_names(labels: list[str]) -> list[str]:
@@ -66,18 +177,51 @@ def _unique_names(labels: list[str]) -> list[str]:
 
 
 def name_segments(features: pd.DataFrame, clusters: pd.DataFrame) -> pd.DataFrame:
-    """Each cluster's label and segment name (cluster, label, segment), from its customers' median log
-    R, F and M against all customers."""
-    data = features[["customer_id", *RFM_COLUMNS]].merge(clusters, on="customer_id", validate="one_to_one")
-    logged = np.log1p(data[list(RFM_COLUMNS)].astype(float))
-    z = (logged - logged.mean()) / logged.std(ddof=0).replace(0, 1)
-    median_z = z.groupby(data["cluster"]).median()
-    labels = label_clusters(median_z)
-    return pd.DataFrame({"cluster": median_z.index, "label": labels, "segment": _unique_names(labels)})
+    """Each cluster's label and segment name (cluster, label, segment), from its numbers against the base."""
+    numbers = segment_numbers(features, clusters)
+    labels = label_clusters(numbers)
+    return pd.DataFrame({"cluster": numbers.index, "label": labels, "segment": _unique_names(labels)})
+
+
+def _share(value: float) -> str:
+    return "under 1%" if 0 < value < 0.005 else f"{value:.0%}"
+
+
+def _days(value: float) -> str:
+    return f"{value:,.0f} day" + ("" if round(value) == 1 else "s")
+
+
+def recommendation(label: str, profile: pd.Series, numbers: SegmentNumbers) -> str:
+    """What to do with a segment, written from its own numbers: who, what is at stake, what to do, what to
+    measure."""
+    action = ACTIONS[label]
+    window = round(max(numbers.gap, numbers.typical_gap) * OVERDUE_GAPS)
+    who = (
+        f"{profile['customers']:,} customers ({_share(profile['customer_share'])} of customers, "
+        f"{_share(profile['revenue_share'])} of revenue: {profile['revenue']:,.0f} spent)"
+    )
+    times = round(profile["median_frequency"])
+    typical = (
+        f"the median customer bought {'once' if times == 1 else f'{times:,} times'} "
+        f"for {profile['median_monetary']:,.0f}, last {_days(numbers.recency)} ago "
+        f"(usual gap {_days(numbers.gap)})"
+    )
+    measure = action.measure.format(window=window)
+    stake = ""
+    if "expected_value" in profile:
+        stake = (
+            f" At stake: {profile['expected_value']:,.0f} expected over the coming year, "
+            f"{profile['value_at_risk']:,.0f} of past spend at risk of churn "
+            f"(median churn risk {numbers.churn_risk:.0%})."
+        )
+    return f"{who}; {typical}.{stake} Do: {action.do}. Measure: {measure}."
 
 
 def profile_segments(
-    features: pd.DataFrame, segments: pd.DataFrame, customers: pd.DataFrame | None = None
+    features: pd.DataFrame,
+    segments: pd.DataFrame,
+    customers: pd.DataFrame | None = None,
+    value: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per cluster: size, shares, mean and median R/F/M, demographics, label and recommendation.
 
@@ -85,6 +229,8 @@ def profile_segments(
     (`name_segments` names them when they are not).
     """
     clusters = segments[["customer_id", "cluster"]]
+    if value is not None:
+        features = features.merge(value[["customer_id", "p_alive", "churn_risk", "clv"]], on="customer_id")
     if {"label", "segment"} <= set(segments):
         names = segments[["cluster", "label", "segment"]].drop_duplicates("cluster")
     else:
@@ -100,6 +246,13 @@ def profile_segments(
             "revenue": grouped["monetary"].sum().round(2),
         }
     )
+    if value is not None:
+        # Value at risk: each customer's past net spend weighted by the chance they are gone.
+        profile["mean_p_alive"] = grouped["p_alive"].mean().round(4)
+        profile["expected_value"] = grouped["clv"].sum().round(2)
+        profile["value_at_risk"] = (
+            (data["churn_risk"] * data["monetary"]).groupby(data["cluster"]).sum().round(2)
+        )
     profile["customer_share"] = (profile["customers"] / profile["customers"].sum()).round(4)
     profile["revenue_share"] = (profile["revenue"] / profile["revenue"].sum()).round(4)
     for column in (*RFM_COLUMNS, *ENGINEERED_COLUMNS, *CUSTOMER_COLUMNS):
@@ -117,5 +270,10 @@ def profile_segments(
     named = names.set_index("cluster").loc[profile.index]
     profile["label"] = named["label"]
     profile["segment"] = named["segment"]
-    profile["recommendation"] = [RECOMMENDATIONS[label] for label in named["label"]]
+    numbers = segment_numbers(features, clusters).loc[profile.index]
+    profile["typical_gap_days"] = numbers["gap"].round(1)
+    profile["recommendation"] = [
+        recommendation(label, profile.loc[cluster], SegmentNumbers(**numbers.loc[cluster].to_dict()))
+        for cluster, label in profile["label"].items()
+    ]
     return profile.reset_index()

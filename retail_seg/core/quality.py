@@ -208,6 +208,49 @@ def features_gate(conn: duckdb.DuckDBPyConnection, table: Table) -> GateResult:
     return GateResult("features", str(table.live), tuple(outcomes))
 
 
+def value_gate(conn: duckdb.DuckDBPyConnection, table: Table, models: Table, features: Table) -> GateResult:
+    """Value: one row per featured customer, fitted parameters finite and positive, probabilities in [0, 1],
+    expectations and lifetime values finite and not negative."""
+    rows, customers, missing = conn.execute(
+        f"SELECT count(*), count(DISTINCT customer_id), "
+        f"(SELECT count(*) FROM {features} ANTI JOIN {table} USING (customer_id)) FROM {table}"
+    ).fetchall()[0]
+    bad = conn.execute(
+        f"SELECT string_agg(model || '.' || parameter || ' = ' || value, ', ') FROM {models} "
+        "WHERE model <> 'settings' AND NOT (isfinite(value) AND value > 0)"
+    ).fetchall()[0][0]
+    outcomes = [
+        fact("one row per customer", f"{rows:,} rows for {customers:,} customers", rows == customers),
+        fact("every featured customer is valued", f"{missing:,} without a value", missing == 0),
+        fact("the fitted parameters are finite and positive", bad or "all are", bad is None),
+    ]
+    rules = [
+        ColumnRule(
+            "ExpectColumnValuesToBeBetween",
+            "p_alive",
+            "p_alive is a probability",
+            {"min_value": 0, "max_value": 1},
+        ),
+        ColumnRule("ExpectColumnValuesToNotBeNull", "p_alive", "p_alive is known for every customer"),
+        ColumnRule(
+            "ExpectColumnValuesToBeBetween",
+            "expected_purchases",
+            "expected purchases are zero or more",
+            {"min_value": 0, "max_value": FINITE_LIMIT},
+        ),
+        ColumnRule(
+            "ExpectColumnValuesToBeBetween",
+            "clv",
+            "lifetime value is finite and not negative",
+            {"min_value": 0, "max_value": FINITE_LIMIT},
+        ),
+        ColumnRule("ExpectColumnValuesToNotBeNull", "clv", "lifetime value is a number (not NaN)"),
+    ]
+    if rows:
+        outcomes += check_columns(conn, f"SELECT p_alive, expected_purchases, clv FROM {table}", rules)
+    return GateResult("value", str(table.live), tuple(outcomes))
+
+
 def segments_gate(conn: duckdb.DuckDBPyConnection, table: Table, features: Table, k: int) -> GateResult:
     """Segments: every featured customer in exactly one segment, k clusters, none of them empty."""
     unsegmented, unknown, repeated, clusters, segments = conn.execute(

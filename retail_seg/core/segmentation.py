@@ -10,8 +10,9 @@ import pandas as pd
 from sklearn.metrics import adjusted_rand_score
 
 from retail_seg.core.clustering import (
+    CRITERIA,
     METRIC_COLUMNS,
-    find_knee,
+    choose_k,
     order_by_value,
     silhouette_sample,
     sweep_kmeans,
@@ -62,24 +63,33 @@ def segment(
     method: Method = "auto",
     ward_max_points: int = WARD_MAX_POINTS,
 ) -> Segmentation:
-    """Sweep k with both methods, take K-Means' elbow as k, compare the methods there, pick one."""
+    """Sweep k with both methods, choose k from K-Means' sweep (`clustering.choose_k`), compare the methods
+    there, pick one."""
     if len(matrix) < 3:
         raise ValueError(f"segmentation needs at least 3 customers, got {len(matrix)}")
     sample = silhouette_sample(matrix, seed)
     kmeans_table, kmeans_labels = sweep_kmeans(matrix, k_values, seed, sample)
     ward_table, ward_labels, tree = sweep_ward(matrix, k_values, seed, ward_max_points, sample)
-    chosen_k = find_knee(kmeans_table["k"].to_numpy(), kmeans_table["inertia"].to_numpy())
+    choice = choose_k(kmeans_table)
+    chosen_k = choice.k
     if chosen_k not in ward_labels:
         raise ValueError(
             f"Ward cannot form k = {chosen_k} clusters: the {len(matrix):,} customers have only "
             f"{tree.leaves:,} distinct profiles"
         )
-    k_reason = (
-        f"elbow (knee) of K-Means inertia over k = {kmeans_table['k'].min()}..{kmeans_table['k'].max()}"
-    )
+    k_reason = f"{choice.reason}, over K-Means at k = {kmeans_table['k'].min()}..{kmeans_table['k'].max()}"
     k_table = pd.concat(
         [kmeans_table.assign(method="kmeans"), ward_table.assign(method="ward")], ignore_index=True
-    ).assign(chosen=lambda t: t["k"] == chosen_k)[["method", "k", *METRIC_COLUMNS, "chosen"]]
+    ).assign(chosen=lambda t: t["k"] == chosen_k)
+    backers = {
+        k: ", ".join(CRITERIA[c] for c, value in choice.preferred.items() if value == k)
+        for k in set(choice.preferred.values())
+    }
+    k_table["preferred_by"] = [
+        backers.get(k, "") if method == "kmeans" else ""
+        for method, k in zip(k_table["method"], k_table["k"], strict=True)
+    ]
+    k_table = k_table[["method", "k", *METRIC_COLUMNS, "preferred_by", "chosen"]]
     labels = {
         "kmeans": order_by_value(kmeans_labels[chosen_k], monetary),
         "ward": order_by_value(ward_labels[chosen_k], monetary),
@@ -87,8 +97,8 @@ def segment(
     comparison = k_table[k_table["chosen"]].drop(columns="chosen").reset_index(drop=True)
     agreement = float(adjusted_rand_score(labels["kmeans"], labels["ward"]))
     chosen_method, method_reason = choose_method(comparison, method)
-    comparison = comparison.assign(
-        adjusted_rand_vs_other=agreement, selected=comparison["method"] == chosen_method
+    comparison = comparison.drop(columns="preferred_by").assign(
+        adjusted_rand_vs_other=agreement, selected=comparison["method"] == chosen_method, k_reason=k_reason
     )
     return Segmentation(
         k_table=k_table,

@@ -204,6 +204,33 @@ CUSTOMER_FEATURES = Table(
         "rfm_segment": _SEGMENT_COLUMNS["rfm_segment"],
     },
 )
+_VALUE_COLUMNS = {
+    "p_alive": "BG/NBD probability that the customer is still active at the as-of date",
+    "churn_risk": "1 - p_alive",
+    "expected_purchases": "BG/NBD expected purchase days over the forecast horizon (value settings)",
+    "expected_order_value": "Gamma-Gamma expected spend per purchase day",
+    "clv": "discounted lifetime value over the lifetime horizon, times the margin (value settings)",
+}
+CUSTOMER_VALUE = Table(
+    "marts",
+    "customer_value",
+    "One row per featured customer: BG/NBD and Gamma-Gamma inputs, probability of being active, churn "
+    "risk, expected purchases, expected order value and lifetime value.",
+    {
+        "customer_id": _LINE_COLUMNS["customer_id"],
+        "x": "repeat purchases: distinct purchase days after the first",
+        "t_x": "weeks from the first to the last purchase",
+        "T": "weeks from the first purchase to the as-of date",
+        "m_x": "mean net spend per repeat purchase day (empty without one)",
+        **_VALUE_COLUMNS,
+    },
+)
+VALUE_MODELS = Table(
+    "marts",
+    "value_models",
+    "The fitted BG/NBD (r, alpha, a, b) and Gamma-Gamma (p, q, gamma) parameters, and the value settings.",
+    {"model": "bgnbd, gamma_gamma or settings", "parameter": "the parameter's name", "value": "its value"},
+)
 MODEL_FEATURES = Table(
     "marts",
     "model_features",
@@ -233,7 +260,12 @@ K_SELECTION = Table(
     "marts",
     "k_selection",
     "Both methods' metrics at every k of the sweep, and the k chosen.",
-    {**_METRIC_COLUMNS, "chosen": "true at the k the elbow chose"},
+    {
+        **_METRIC_COLUMNS,
+        "preferred_by": "the criteria that prefer this k (K-Means rows): the elbow, silhouette, "
+        "Calinski–Harabasz, Davies–Bouldin",
+        "chosen": "true at the chosen k: the one most criteria prefer (README, Clustering)",
+    },
 )
 METHOD_COMPARISON = Table(
     "marts",
@@ -244,6 +276,7 @@ METHOD_COMPARISON = Table(
         "adjusted_rand_vs_other": "adjusted Rand index between the two methods' clusterings",
         "selected": "true for the published method",
         "reason": "why that method is published",
+        "k_reason": "why this k: which k each criterion prefers, and the rule that settled it",
     },
 )
 CUSTOMER_SEGMENTS = Table(
@@ -292,7 +325,7 @@ SEGMENT_MIGRATION = Table(
 FALLEN_FROM_HIGH_VALUE = Table(
     "marts",
     "fallen_from_high_value",
-    "Customers who were high-value in the previous run and are not in this one.",
+    "Customers who were champions (the top segment) in the previous run and are not in this one.",
     {
         "customer_id": _LINE_COLUMNS["customer_id"],
         "from_segment": "segment in the previous run",
@@ -348,6 +381,8 @@ SEGMENT_HISTORY = Table(
         "recency_days": _FEATURE_COLUMNS["recency_days"],
         "frequency": _FEATURE_COLUMNS["frequency"],
         "monetary": _FEATURE_COLUMNS["monetary"],
+        "p_alive": _VALUE_COLUMNS["p_alive"],
+        "clv": _VALUE_COLUMNS["clv"],
     },
 )
 CUSTOMER_HISTORY = Table(

@@ -29,6 +29,7 @@ def _code_versions(context: dg.AssetExecutionContext) -> dict[str, str | None]:
         "transaction_history",
         "customers",
         "customer_features",
+        "customer_value",
         "eda_summary",
         "model_features",
         "k_selection",
@@ -38,7 +39,7 @@ def _code_versions(context: dg.AssetExecutionContext) -> dict[str, str | None]:
     ],
     group_name="audit",
     kinds={"duckdb"},
-    code_version="2",
+    code_version="3",
     owners=ANALYTICS,
     tags=layer_tags("audit", personal_data="customer_id"),
 )
@@ -73,7 +74,7 @@ def segment_history(context: dg.AssetExecutionContext, warehouse: Warehouse) -> 
     tags=layer_tags("audit", personal_data="customer_id"),
 )
 def segment_migration(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-    """Customers moving between segments since the previous run, and those who fell from high-value."""
+    """Customers moving between segments since the previous run, and those who fell from champions."""
     with warehouse.get_connection() as conn:
         migration = migration_since_previous(conn, context.run.run_id)
         build_candidate_from_frame(

@@ -15,6 +15,7 @@ from retail_seg.core.segmentation import SegmentedCustomers, crosstab, segment_c
 from retail_seg.core.tables import (
     CUSTOMER_FEATURES,
     CUSTOMER_SEGMENTS,
+    CUSTOMER_VALUE,
     CUSTOMERS,
     K_SELECTION,
     METHOD_COMPARISON,
@@ -99,7 +100,7 @@ class SegmentationConfig(dg.Config):
     method: Literal["auto", "kmeans", "ward"] = Field(
         default="auto",
         description="auto publishes whichever of K-Means and Ward has the higher silhouette at the "
-        "elbow's k; kmeans or ward forces one.",
+        "chosen k; kmeans or ward forces one.",
     )
     ward_max_points: int = Field(
         default=5_000,
@@ -171,7 +172,7 @@ def _segmentation_spec(
 ) -> dg.AssetSpec:
     return dg.AssetSpec(
         key,
-        deps=["model_features", "customer_features"],
+        deps=["model_features", "customer_features", "customer_value"],
         description=description,
         group_name="marts",
         kinds={"duckdb", *kinds},
@@ -186,8 +187,8 @@ def _segmentation_spec(
         _segmentation_spec(
             "k_selection",
             "Inertia, silhouette, Calinski–Harabasz and Davies–Bouldin for K-Means and Ward at each k, and "
-            "the k the elbow chose.",
-            "3",
+            "the k the criteria chose (the elbow proposes, the scores confirm or overrule).",
+            "4",
             {"sklearn", "matplotlib"},
             layer_tags("marts"),
         ),
@@ -195,7 +196,7 @@ def _segmentation_spec(
             "method_comparison",
             "K-Means against Ward at the chosen k: metrics, their agreement (adjusted Rand), and which one "
             "is published.",
-            "2",
+            "3",
             {"sklearn", "scipy", "matplotlib"},
             layer_tags("marts"),
         ),
@@ -203,7 +204,7 @@ def _segmentation_spec(
             "customer_segments",
             "One row per featured customer: cluster, label and segment of the published method, both "
             "methods' clusters, the named RFM segment, and the run id.",
-            "5",
+            "6",
             {"sklearn", "matplotlib"},
             MARTS_TAGS,
         ),
@@ -211,11 +212,14 @@ def _segmentation_spec(
     check_specs=[SEGMENTS_GATE.spec],
 )
 def segmentation(context: dg.AssetExecutionContext, config: SegmentationConfig, warehouse: Warehouse):
-    """Cluster with K-Means and Ward, take the elbow's k, publish the better method, name its clusters."""
+    """Cluster with K-Means and Ward, choose k (the elbow proposes, the scores confirm or overrule), publish
+    the better method, name its clusters from their numbers."""
     with warehouse.get_connection() as conn:
         features, model = read_table(conn, CUSTOMER_FEATURES), read_table(conn, MODEL_FEATURES)
+        # Churn risk names segments (a segment likely gone is not "frequent"); it is not clustered on.
+        churn = read_table(conn, CUSTOMER_VALUE, ["customer_id", "churn_risk"])
         segmented = segment_customers(
-            features,
+            features.merge(churn, on="customer_id", validate="one_to_one"),
             model,
             range(config.k_min, config.k_max + 1),
             seed=config.seed,
@@ -271,10 +275,10 @@ def _comparison_metadata(segmented: SegmentedCustomers) -> dict[str, object]:
 
 
 @dg.asset(
-    deps=["customer_segments", "customer_features", "customers"],
+    deps=["customer_segments", "customer_features", "customers", "customer_value"],
     group_name="marts",
     kinds={"duckdb", "pandas", "matplotlib"},
-    code_version="4",
+    code_version="5",
     owners=ANALYTICS,
     tags=layer_tags("marts"),
 )
@@ -285,6 +289,7 @@ def segment_profiles(warehouse: Warehouse) -> dg.MaterializeResult:
             read_table(conn, CUSTOMER_FEATURES),
             read_table(conn, CUSTOMER_SEGMENTS, ["customer_id", "cluster", "label", "segment"]),
             read_table(conn, CUSTOMERS),
+            read_table(conn, CUSTOMER_VALUE, ["customer_id", "p_alive", "churn_risk", "clv"]),
         )
         build_candidate_from_frame(conn, SEGMENT_PROFILES, profiles)
         publish(conn, SEGMENT_PROFILES)

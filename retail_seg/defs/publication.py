@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from retail_seg.defs import audit, eda, marts, reports, staging
+from retail_seg.defs import audit, eda, marts, reports, staging, value
 from retail_seg.defs.metadata import DATA_ENGINEERING, layer_tags
 from retail_seg.defs.resources import Warehouse
 
@@ -10,6 +10,7 @@ BUILT = [
     staging.transaction_history,
     staging.customers,
     marts.customer_features,
+    value.customer_value,
     eda.eda_summary,
     marts.model_features,
     marts.segmentation,

@@ -1,8 +1,11 @@
 """Reports: the HTML report a marketer reads, with every table and figure of the analysis."""
 
-import dagster as dg
+import datetime as dt
 
-from retail_seg.core.report import build_segment_report
+import dagster as dg
+from pydantic import Field
+
+from retail_seg.core.report import RunFacts, build_segment_report
 from retail_seg.defs.metadata import ANALYTICS, layer_tags
 from retail_seg.defs.resources import Warehouse
 
@@ -17,23 +20,36 @@ FIGURES_FROM = (
 )
 
 
+class ReportConfig(dg.Config):
+    """How the report shows money."""
+
+    currency: str = Field(
+        default="",
+        description="Currency code or sign shown with amounts (e.g. GBP, EUR, $); empty shows plain numbers.",
+    )
+
+
 @dg.asset(
-    deps=[*FIGURES_FROM, "customer_features", "model_features", "transaction_history"],
+    deps=[*FIGURES_FROM, "customer_features", "customer_value", "model_features", "transaction_history"],
     group_name="reports",
     kinds={"html"},
-    code_version="3",
+    code_version="4",
     owners=ANALYTICS,
     tags=layer_tags("reports"),
 )
-def segment_report(warehouse: Warehouse) -> dg.MaterializeResult:
-    """index.html: segments with recommendations, the choice of k and method, RFM grid, EDA, and figures."""
+def segment_report(
+    context: dg.AssetExecutionContext, config: ReportConfig, warehouse: Warehouse
+) -> dg.MaterializeResult:
+    """index.html, one self-contained page: the run, key decisions, segments with recommendations, value
+    and churn, movement since the last run, the analysis, and the method in an appendix."""
+    run = RunFacts(context.run.run_id, dt.datetime.now(dt.UTC), config.currency)
     with warehouse.get_connection() as conn:
-        page = build_segment_report(conn, list(FIGURES_FROM))
+        page = build_segment_report(conn, list(FIGURES_FROM), run)
     path = page.write(warehouse.reports_folder())
     return dg.MaterializeResult(
         metadata={
             "dagster/uri": path.as_uri(),
             "report": dg.MetadataValue.path(str(path)),
-            "figures": len(page.figures),
+            "figures": page.figures,
         }
     )
