@@ -30,7 +30,9 @@ from retail_seg.core.tables import (
     RAW_LOADS,
     REJECTED_ACROSS_LOADS,
     REJECTED_ROWS,
+    SEGMENT_EVENTS,
     SEGMENT_HISTORY,
+    SEGMENT_IDENTITY,
     SEGMENT_PROFILES,
     STAGING_TRANSACTIONS,
 )
@@ -86,11 +88,17 @@ _CREATE = (
     # Added with lifetime value: a warehouse recorded before has the columns added, empty for its runs.
     f"ALTER TABLE {SEGMENT_HISTORY} ADD COLUMN IF NOT EXISTS p_alive DOUBLE",
     f"ALTER TABLE {SEGMENT_HISTORY} ADD COLUMN IF NOT EXISTS clv DOUBLE",
+    # Added with stable segment ids: runs recorded before have none, and the first run after numbers anew.
+    f"ALTER TABLE {SEGMENT_HISTORY} ADD COLUMN IF NOT EXISTS segment_id VARCHAR",
+    f"""CREATE TABLE IF NOT EXISTS {SEGMENT_EVENTS} (
+        run_id VARCHAR NOT NULL, segment_id VARCHAR NOT NULL, event VARCHAR NOT NULL, segment VARCHAR,
+        previous_segment VARCHAR, shared_customers BIGINT, share DOUBLE
+    )""",
     # "Why was customer X in segment Y on date D": one row per run, with the run's lineage and the
     # features that placed the customer.
     f"""CREATE OR REPLACE VIEW {CUSTOMER_HISTORY} AS
         SELECT h.customer_id, r.recorded_at, h.as_of, h.run_id, r.source_file, r.source_sha256,
-               h.segment, h.label, h.method, h.k, h.cluster, h.rfm_segment,
+               h.segment_id, h.segment, h.label, h.method, h.k, h.cluster, h.rfm_segment,
                h.recency_days, h.frequency, h.monetary, h.p_alive, h.clv
         FROM {SEGMENT_HISTORY} h JOIN {AUDIT_RUNS} r USING (run_id)""",
 )
@@ -185,13 +193,18 @@ def record_run(conn: duckdb.DuckDBPyConnection, run: RunRecord) -> int:
         conn.execute(
             f"""
             INSERT INTO {SEGMENT_HISTORY} BY NAME
-            SELECT ? AS run_id, f.as_of, s.customer_id, s.cluster, s.segment, p.label, s.method, s.k,
-                   s.rfm_segment, f.recency_days, f.frequency, f.monetary, v.p_alive, v.clv
+            SELECT ? AS run_id, f.as_of, s.customer_id, s.segment_id, s.cluster, s.segment, p.label,
+                   s.method, s.k, s.rfm_segment, f.recency_days, f.frequency, f.monetary, v.p_alive, v.clv
             FROM {CUSTOMER_SEGMENTS} s
             JOIN {CUSTOMER_FEATURES} f USING (customer_id)
             JOIN {SEGMENT_PROFILES} p USING (cluster)
             LEFT JOIN {CUSTOMER_VALUE} v USING (customer_id)
             """,
+            [run.run_id],
+        )
+        conn.execute(f"DELETE FROM {SEGMENT_EVENTS} WHERE run_id = ?", [run.run_id])
+        conn.execute(
+            f"INSERT INTO {SEGMENT_EVENTS} BY NAME SELECT ? AS run_id, * FROM {SEGMENT_IDENTITY}",
             [run.run_id],
         )
         recorded = conn.execute(
@@ -213,6 +226,20 @@ def previous_run(conn: duckdb.DuckDBPyConnection, run_id: str) -> str | None:
     return rows[0][0] if rows else None
 
 
+def previous_assignment(conn: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame | None, list[str]]:
+    """The last recorded run's segment per customer (customer_id, segment_id, segment), and every segment
+    id any run has given: what this run's segments are matched against. None before the first run."""
+    ensure_audit_tables(conn)
+    known = [i for (i,) in conn.execute(f"SELECT DISTINCT segment_id FROM {SEGMENT_EVENTS}").fetchall()]
+    last = conn.execute(f"SELECT run_id FROM {AUDIT_RUNS} ORDER BY recorded_at DESC LIMIT 1").fetchall()
+    if not last:
+        return None, known
+    previous = conn.execute(
+        f"SELECT customer_id, segment_id, segment FROM {SEGMENT_HISTORY} WHERE run_id = ?", [last[0][0]]
+    ).df()
+    return previous, known
+
+
 @dataclass(frozen=True)
 class Migration:
     """How customers moved between two runs' segments."""
@@ -231,7 +258,7 @@ def migration_since_previous(conn: duckdb.DuckDBPyConnection, run_id: str) -> Mi
     apart (new arrivals, or no purchases left in the window).
     """
     before = previous_run(conn, run_id)
-    matrix_columns = ["from_segment", "to_segment", "customers"]
+    matrix_columns = ["from_segment_id", "to_segment_id", "from_segment", "to_segment", "customers"]
     fallen_columns = [
         "customer_id",
         "from_segment",
@@ -247,7 +274,8 @@ def migration_since_previous(conn: duckdb.DuckDBPyConnection, run_id: str) -> Mi
             None, pd.DataFrame(columns=matrix_columns), pd.DataFrame(columns=fallen_columns), 0, 0
         )
     pairs = f"""
-        SELECT p.customer_id, p.segment AS from_segment, c.segment AS to_segment,
+        SELECT p.customer_id, coalesce(p.segment_id, p.segment) AS from_segment_id,
+               c.segment_id AS to_segment_id, p.segment AS from_segment, c.segment AS to_segment,
                p.label AS from_label, c.label AS to_label,
                p.monetary AS monetary_before, c.monetary AS monetary_now, c.recency_days AS recency_days_now
         FROM {SEGMENT_HISTORY} p JOIN {SEGMENT_HISTORY} c USING (customer_id)
@@ -255,11 +283,14 @@ def migration_since_previous(conn: duckdb.DuckDBPyConnection, run_id: str) -> Mi
     """
     params = {"before": before, "now": run_id}
     matrix = conn.execute(
-        f"SELECT from_segment, to_segment, count(*) AS customers FROM ({pairs}) GROUP BY ALL ORDER BY ALL",
+        "SELECT from_segment_id, to_segment_id, any_value(from_segment) AS from_segment, "
+        "any_value(to_segment) AS to_segment, count(*) AS customers "
+        f"FROM ({pairs}) GROUP BY ALL ORDER BY ALL",
         params,
     ).df()
     fallen = conn.execute(
-        f"SELECT * FROM ({pairs}) WHERE from_label = $high AND to_label <> $high ORDER BY 6 DESC",
+        f"SELECT * EXCLUDE (from_segment_id, to_segment_id) FROM ({pairs}) "
+        "WHERE from_label = $high AND to_label <> $high ORDER BY monetary_before DESC",
         params | {"high": HIGH_VALUE},
     ).df()
     only_before, only_now = conn.execute(

@@ -189,7 +189,11 @@ def dendrogram(tree: WardTree, k: int, leaves: int = 30) -> Figure:
 
 def migration_heatmap(matrix: pd.DataFrame) -> Figure:
     """Customers moving from each previous segment (rows) to each current segment (columns)."""
-    grid = matrix.pivot_table(
+    named = matrix.assign(
+        from_segment=matrix["from_segment_id"].astype(str) + " " + matrix["from_segment"].astype(str),
+        to_segment=matrix["to_segment_id"].astype(str) + " " + matrix["to_segment"].astype(str),
+    )
+    grid = named.pivot_table(
         index="from_segment", columns="to_segment", values="customers", aggfunc="sum", fill_value=0
     )
     fig = Figure(figsize=(8, 6), layout="constrained")

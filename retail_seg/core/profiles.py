@@ -232,7 +232,8 @@ def profile_segments(
     if value is not None:
         features = features.merge(value[["customer_id", "p_alive", "churn_risk", "clv"]], on="customer_id")
     if {"label", "segment"} <= set(segments):
-        names = segments[["cluster", "label", "segment"]].drop_duplicates("cluster")
+        kept = [c for c in ("segment_id", "cluster", "label", "segment") if c in segments]
+        names = segments[kept].drop_duplicates("cluster")
     else:
         names = name_segments(features, clusters)
     data = features.merge(clusters, on="customer_id", validate="one_to_one")
@@ -268,6 +269,8 @@ def profile_segments(
         )
         profile["female_share"] = profile["female_share"].round(4)
     named = names.set_index("cluster").loc[profile.index]
+    if "segment_id" in named:
+        profile.insert(0, "segment_id", named["segment_id"])
     profile["label"] = named["label"]
     profile["segment"] = named["segment"]
     numbers = segment_numbers(features, clusters).loc[profile.index]

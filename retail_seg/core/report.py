@@ -312,8 +312,13 @@ def _value_note(models: pd.DataFrame) -> Text:
 
 
 def _migration_grid(migration: pd.DataFrame, order: list[str]) -> pd.DataFrame:
-    grid = (
-        migration.pivot(index="from_segment", columns="to_segment", values="customers").fillna(0).astype(int)
+    """Customers by segment then (rows) and now (columns), each named by its stable id and its name."""
+    migration = migration.assign(
+        from_segment=migration["from_segment_id"].astype(str) + " " + migration["from_segment"].astype(str),
+        to_segment=migration["to_segment_id"].astype(str) + " " + migration["to_segment"].astype(str),
+    )
+    grid = migration.pivot_table(
+        index="from_segment", columns="to_segment", values="customers", aggfunc="sum", fill_value=0
     )
     rows = [s for s in order if s in grid.index] + [s for s in grid.index if s not in order]
     columns = [s for s in order if s in grid.columns] + [s for s in grid.columns if s not in order]
@@ -338,7 +343,7 @@ def segment_report_sections(
     def shown(*names: str) -> list[Image]:
         return [images[n] for n in names if n in images]
 
-    order = profiles["segment"].tolist()
+    order = (profiles["segment_id"] + " " + profiles["segment"]).tolist()
     numbers = informative(
         profiles[[c for c in PROFILE_COLUMNS if c in profiles]].rename(columns=PROFILE_COLUMNS),
         keep=("segment", "customers"),

@@ -18,8 +18,9 @@ from retail_seg.core.clustering import (
     sweep_kmeans,
 )
 from retail_seg.core.hierarchical import WARD_MAX_POINTS, WardTree, sweep_ward
+from retail_seg.core.identity import assign_ids
 from retail_seg.core.profiles import name_segments
-from retail_seg.core.tables import CUSTOMER_SEGMENTS, K_SELECTION, METHOD_COMPARISON, Table
+from retail_seg.core.tables import CUSTOMER_SEGMENTS, K_SELECTION, METHOD_COMPARISON, SEGMENT_IDENTITY, Table
 
 METHODS = ("kmeans", "ward")
 Method = Literal["auto", "kmeans", "ward"]
@@ -121,10 +122,12 @@ def model_matrix(model: pd.DataFrame, customer_ids: pd.Series) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SegmentedCustomers:
-    """A segmentation and every customer's place in it: cluster, label, segment, both methods' clusters."""
+    """A segmentation and every customer's place in it: stable segment id, cluster, label, segment, both
+    methods' clusters; and what happened to each segment id since the previous run."""
 
     segmentation: Segmentation
     assignments: pd.DataFrame
+    identity: pd.DataFrame
 
     @property
     def k(self) -> int:
@@ -137,6 +140,7 @@ class SegmentedCustomers:
             K_SELECTION: result.k_table,
             METHOD_COMPARISON: result.comparison.assign(reason=result.method_reason),
             CUSTOMER_SEGMENTS: self.assignments,
+            SEGMENT_IDENTITY: self.identity,
         }
 
 
@@ -148,9 +152,13 @@ def segment_customers(
     method: Method = "auto",
     ward_max_points: int = WARD_MAX_POINTS,
     run_id: str = "",
+    previous: pd.DataFrame | None = None,
+    known_ids: list[str] = (),
 ) -> SegmentedCustomers:
-    """Cluster the customers of `features` on their model input, name the clusters, and list each
-    customer's cluster, label and segment with both methods' clusters and the named RFM segment."""
+    """Cluster the customers of `features` on their model input, name the clusters, give each its stable
+    id against `previous` (the last run's customer_id, segment_id, segment; `identity.assign_ids`), and
+    list each customer's segment id, cluster, label and segment with both methods' clusters and the named
+    RFM segment."""
     result = segment(
         model_matrix(model, features["customer_id"]),
         features["monetary"].to_numpy(),
@@ -173,9 +181,13 @@ def segment_customers(
         .assign(method=result.method, k=result.chosen_k, run_id=run_id)
         .sort_values("customer_id")
     )
-    columns = ["customer_id", "cluster", "segment", "label", "rfm_segment", "method", "k"]
+    identity = assign_ids(assignments[["customer_id", "cluster", "segment"]], previous, list(known_ids))
+    assignments["segment_id"] = assignments["cluster"].map(identity.ids)
+    columns = ["customer_id", "segment_id", "cluster", "segment", "label", "rfm_segment", "method", "k"]
     return SegmentedCustomers(
-        result, assignments[[*columns, "kmeans_cluster", "ward_cluster", "run_id"]].reset_index(drop=True)
+        result,
+        assignments[[*columns, "kmeans_cluster", "ward_cluster", "run_id"]].reset_index(drop=True),
+        identity.events,
     )
 
 

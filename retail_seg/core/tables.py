@@ -46,6 +46,7 @@ _METRIC_COLUMNS = {
     "davies_bouldin": "Davies–Bouldin index (lower is better)",
 }
 _SEGMENT_COLUMNS = {
+    "segment_id": "stable segment id: kept across runs while the segment holds the same customers",
     "cluster": "cluster number of the published method (0 = highest mean spend)",
     "segment": "segment name: the label, numbered when two clusters share one",
     "label": "business label derived from the cluster's recency, frequency and spend",
@@ -293,11 +294,26 @@ CUSTOMER_SEGMENTS = Table(
         "run_id": "the run that segmented the customer",
     },
 )
+SEGMENT_IDENTITY = Table(
+    "marts",
+    "segment_identity",
+    "What happened to each segment id in this run: created, kept, renamed (same customers, new name) or "
+    "retired, matched by the customers the run's segments share with the previous run's.",
+    {
+        "segment_id": _SEGMENT_COLUMNS["segment_id"],
+        "event": "created, kept, renamed or retired",
+        "segment": "its name in this run (empty when retired)",
+        "previous_segment": "its name in the previous run (empty when created)",
+        "shared_customers": "customers in both this segment and the one it was matched to",
+        "share": "of this segment's returning customers, the share that came from the matched one",
+    },
+)
 SEGMENT_PROFILES = Table(
     "marts",
     "segment_profiles",
     "One row per segment: size, shares, R/F/M and more, demographics, label and recommendation.",
     {
+        "segment_id": _SEGMENT_COLUMNS["segment_id"],
         "cluster": _SEGMENT_COLUMNS["cluster"],
         "customers": "customers in the segment",
         "revenue": "net revenue of the segment's customers",
@@ -384,6 +400,13 @@ SEGMENT_HISTORY = Table(
         "p_alive": _VALUE_COLUMNS["p_alive"],
         "clv": _VALUE_COLUMNS["clv"],
     },
+)
+SEGMENT_EVENTS = Table(
+    "audit",
+    "segment_events",
+    "Every run's segment ids and what happened to each: created, kept, renamed or retired (never "
+    "overwritten).",
+    {"run_id": "the run", **SEGMENT_IDENTITY.columns},
 )
 CUSTOMER_HISTORY = Table(
     "audit",

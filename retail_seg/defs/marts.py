@@ -6,6 +6,7 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
+from retail_seg.core.audit import previous_assignment
 from retail_seg.core.features import RFM_COLUMNS, build_customer_features
 from retail_seg.core.figures import profile_figures, segmentation_figures
 from retail_seg.core.preprocessing import Choices, preprocess
@@ -21,6 +22,7 @@ from retail_seg.core.tables import (
     METHOD_COMPARISON,
     MODEL_FEATURES,
     PREPROCESSING_STEPS,
+    SEGMENT_IDENTITY,
     SEGMENT_PROFILES,
 )
 from retail_seg.core.warehouse import build_candidate_from_frame, publish, read_table
@@ -218,6 +220,7 @@ def segmentation(context: dg.AssetExecutionContext, config: SegmentationConfig, 
         features, model = read_table(conn, CUSTOMER_FEATURES), read_table(conn, MODEL_FEATURES)
         # Churn risk names segments (a segment likely gone is not "frequent"); it is not clustered on.
         churn = read_table(conn, CUSTOMER_VALUE, ["customer_id", "churn_risk"])
+        previous, known_ids = previous_assignment(conn)
         segmented = segment_customers(
             features.merge(churn, on="customer_id", validate="one_to_one"),
             model,
@@ -226,11 +229,13 @@ def segmentation(context: dg.AssetExecutionContext, config: SegmentationConfig, 
             method=config.method,
             ward_max_points=config.ward_max_points,
             run_id=context.run.run_id,
+            previous=previous,
+            known_ids=known_ids,
         )
         for table, frame in segmented.frames().items():
             build_candidate_from_frame(conn, table, frame)
         gate = segments_gate(conn, CUSTOMER_SEGMENTS.candidate, CUSTOMER_FEATURES, k=segmented.k)
-        yield from SEGMENTS_GATE.publish(conn, gate, also=(K_SELECTION, METHOD_COMPARISON))
+        yield from SEGMENTS_GATE.publish(conn, gate, also=(K_SELECTION, METHOD_COMPARISON, SEGMENT_IDENTITY))
         figures = {
             asset: record_figures(conn, asset, drawn)
             for asset, drawn in segmentation_figures(segmented, features, model).items()
@@ -249,13 +254,18 @@ def segmentation(context: dg.AssetExecutionContext, config: SegmentationConfig, 
 
 def _segments_metadata(segmented: SegmentedCustomers, seed: int) -> dict[str, object]:
     result = segmented.segmentation
-    sizes = segmented.assignments["segment"].value_counts().sort_index()
+    sizes = (
+        (segmented.assignments["segment_id"] + " " + segmented.assignments["segment"])
+        .value_counts()
+        .sort_index()
+    )
     return {
         "method": result.method,
         "k": segmented.k,
         "silhouette": round(float(result.comparison.set_index("method").at[result.method, "silhouette"]), 4),
         "seed": seed,
         "segment_sizes": dg.MetadataValue.json({str(k): int(v) for k, v in sizes.items()}),
+        "segment_ids": markdown_table(segmented.identity),
     }
 
 
@@ -287,7 +297,7 @@ def segment_profiles(warehouse: Warehouse) -> dg.MaterializeResult:
     with warehouse.get_connection() as conn:
         profiles = profile_segments(
             read_table(conn, CUSTOMER_FEATURES),
-            read_table(conn, CUSTOMER_SEGMENTS, ["customer_id", "cluster", "label", "segment"]),
+            read_table(conn, CUSTOMER_SEGMENTS, ["customer_id", "segment_id", "cluster", "label", "segment"]),
             read_table(conn, CUSTOMERS),
             read_table(conn, CUSTOMER_VALUE, ["customer_id", "p_alive", "churn_risk", "clv"]),
         )
