@@ -1,9 +1,12 @@
 """Segment identity: an id follows the customers a segment holds, not its number or its name."""
 
+import json
+
 import pandas as pd
 import pytest
 
 from retail_seg.core import segmentation
+from retail_seg.core.drift import DRIFT_CHECKS
 from retail_seg.core.identity import assign_ids
 from retail_seg.core.synthetic import write_synthetic
 from retail_seg_tests.pipeline import materialize_all, query
@@ -122,3 +125,14 @@ def test_relabelling_alone_moves_no_one(three_runs):
     assert previous == runs[1] and total > 1000
     # The same customers, the same as-of date, only another seed and numbering: nobody moved.
     assert off_diagonal in (None, 0) or off_diagonal / total < 0.01
+
+
+def test_a_quiet_rerun_raises_no_drift_warning_and_every_check_is_recorded(three_runs):
+    workdir, _, runs = three_runs
+    [(drift,)] = query(workdir, f"SELECT drift FROM audit.runs WHERE run_id = '{runs[2]}'")
+    recorded = {entry["check"]: entry for entry in json.loads(drift)}
+    assert set(recorded) == set(DRIFT_CHECKS)
+    # The second month again, another seed and another numbering: nothing drifted.
+    assert all(entry["passed"] for entry in recorded.values()), recorded
+    [(first,)] = query(workdir, f"SELECT drift FROM audit.runs WHERE run_id = '{runs[0]}'")
+    assert all("no previous run" in entry["words"] for entry in json.loads(first))

@@ -30,6 +30,7 @@ from retail_seg.core.tables import (
     RAW_LOADS,
     REJECTED_ACROSS_LOADS,
     REJECTED_ROWS,
+    SEGMENT_DRIFT,
     SEGMENT_EVENTS,
     SEGMENT_HISTORY,
     SEGMENT_IDENTITY,
@@ -90,6 +91,7 @@ _CREATE = (
     f"ALTER TABLE {SEGMENT_HISTORY} ADD COLUMN IF NOT EXISTS clv DOUBLE",
     # Added with stable segment ids: runs recorded before have none, and the first run after numbers anew.
     f"ALTER TABLE {SEGMENT_HISTORY} ADD COLUMN IF NOT EXISTS segment_id VARCHAR",
+    f"ALTER TABLE {AUDIT_RUNS} ADD COLUMN IF NOT EXISTS drift JSON",
     f"""CREATE TABLE IF NOT EXISTS {SEGMENT_EVENTS} (
         run_id VARCHAR NOT NULL, segment_id VARCHAR NOT NULL, event VARCHAR NOT NULL, segment VARCHAR,
         previous_segment VARCHAR, shared_customers BIGINT, share DOUBLE
@@ -176,7 +178,8 @@ def record_run(conn: duckdb.DuckDBPyConnection, run: RunRecord) -> int:
         conn.execute(f"DELETE FROM {AUDIT_RUNS} WHERE run_id = ?", [run.run_id])
         as_of = conn.execute(f"SELECT max(as_of) FROM {CUSTOMER_FEATURES}").fetchall()[0][0]
         conn.execute(
-            f"INSERT INTO {AUDIT_RUNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO {AUDIT_RUNS} (run_id, recorded_at, as_of, source_file, source_sha256, row_counts, "
+            "rejected_by_rule, parameters, metrics, code_versions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 run.run_id,
                 run.recorded_at,
@@ -200,6 +203,13 @@ def record_run(conn: duckdb.DuckDBPyConnection, run: RunRecord) -> int:
             JOIN {SEGMENT_PROFILES} p USING (cluster)
             LEFT JOIN {CUSTOMER_VALUE} v USING (customer_id)
             """,
+            [run.run_id],
+        )
+        conn.execute(
+            f"""UPDATE {AUDIT_RUNS} SET drift = (
+                    SELECT json_group_array(json_object('check', "check", 'passed', passed, 'words', words))
+                    FROM {SEGMENT_DRIFT})
+                WHERE run_id = ?""",
             [run.run_id],
         )
         conn.execute(f"DELETE FROM {SEGMENT_EVENTS} WHERE run_id = ?", [run.run_id])
@@ -227,15 +237,18 @@ def previous_run(conn: duckdb.DuckDBPyConnection, run_id: str) -> str | None:
 
 
 def previous_assignment(conn: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame | None, list[str]]:
-    """The last recorded run's segment per customer (customer_id, segment_id, segment), and every segment
-    id any run has given: what this run's segments are matched against. None before the first run."""
+    """The last recorded run's segment per customer (customer_id, segment_id, segment, k, method and R/F/M),
+    and every segment id any run has given: what this run's segments are matched and compared against.
+    None before the first run."""
     ensure_audit_tables(conn)
     known = [i for (i,) in conn.execute(f"SELECT DISTINCT segment_id FROM {SEGMENT_EVENTS}").fetchall()]
     last = conn.execute(f"SELECT run_id FROM {AUDIT_RUNS} ORDER BY recorded_at DESC LIMIT 1").fetchall()
     if not last:
         return None, known
     previous = conn.execute(
-        f"SELECT customer_id, segment_id, segment FROM {SEGMENT_HISTORY} WHERE run_id = ?", [last[0][0]]
+        f"SELECT customer_id, segment_id, segment, k, method, recency_days, frequency, monetary "
+        f"FROM {SEGMENT_HISTORY} WHERE run_id = ?",
+        [last[0][0]],
     ).df()
     return previous, known
 

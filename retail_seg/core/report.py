@@ -27,6 +27,7 @@ from retail_seg.core.tables import (
     K_SELECTION,
     METHOD_COMPARISON,
     PREPROCESSING_STEPS,
+    SEGMENT_DRIFT,
     SEGMENT_MIGRATION,
     SEGMENT_PROFILES,
     VALUE_MODELS,
@@ -284,6 +285,7 @@ def build_segment_report(
         sweep=sweep,
         migration=migration,
         models=models,
+        drift=read_table(conn, SEGMENT_DRIFT) if _table_exists(conn, SEGMENT_DRIFT) else None,
     )
     page = render_report("Customer segments", LEDE, facts, sections, run.currency)
     return ReportPage(page, sum(isinstance(b, Image) for s in sections for b in s.blocks))
@@ -336,6 +338,7 @@ def segment_report_sections(
     sweep: pd.DataFrame | None = None,
     migration: pd.DataFrame | None = None,
     models: pd.DataFrame | None = None,
+    drift: pd.DataFrame | None = None,
 ) -> list[Section]:
     """The report's sections, in reading order; absent figures and empty sections are skipped."""
     published = comparison[comparison["selected"]].iloc[0]
@@ -391,6 +394,16 @@ def segment_report_sections(
         sections.append(
             Section(
                 "Movement since the previous run", [Text("This is the first recorded run: no movement yet.")]
+            )
+        )
+    if drift is not None and len(drift):
+        warned = drift[~drift["passed"].astype(bool)]
+        blocks = [Text(words, "Warning") for words in warned["words"]] or [Text("No drift check warned.")]
+        shown_drift = drift.assign(result=drift["passed"].map({True: "held", False: "WARNING"}))
+        sections.append(
+            Section(
+                "Drift since the previous run",
+                [*blocks, Table("Every drift check", shown_drift[["check", "result", "words"]])],
             )
         )
     sections += [

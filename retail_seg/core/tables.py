@@ -308,6 +308,19 @@ SEGMENT_IDENTITY = Table(
         "share": "of this segment's returning customers, the share that came from the matched one",
     },
 )
+SEGMENT_DRIFT = Table(
+    "marts",
+    "segment_drift",
+    "This run's drift checks against the previous run: each measure, its threshold, and what it says.",
+    {
+        "check": "segment_changes, segment_agreement, segment_sizes, segment_centres, k_and_method or "
+        "feature_stability",
+        "passed": "false when the measure crossed its threshold (a warning, never a stop)",
+        "value": "what was measured",
+        "threshold": "the threshold from the segmentation's settings",
+        "words": "the finding in plain words",
+    },
+)
 SEGMENT_PROFILES = Table(
     "marts",
     "segment_profiles",

@@ -4,9 +4,11 @@ import datetime as dt
 from typing import Literal
 
 import dagster as dg
+import pandas as pd
 from pydantic import Field
 
 from retail_seg.core.audit import previous_assignment
+from retail_seg.core.drift import DRIFT_CHECKS, DriftThresholds, drift_since
 from retail_seg.core.features import RFM_COLUMNS, build_customer_features
 from retail_seg.core.figures import profile_figures, segmentation_figures
 from retail_seg.core.preprocessing import Choices, preprocess
@@ -22,6 +24,7 @@ from retail_seg.core.tables import (
     METHOD_COMPARISON,
     MODEL_FEATURES,
     PREPROCESSING_STEPS,
+    SEGMENT_DRIFT,
     SEGMENT_IDENTITY,
     SEGMENT_PROFILES,
 )
@@ -43,6 +46,15 @@ SEGMENTS_GATE = Gate(
     "Every featured customer in exactly one segment, k clusters and none of them empty.",
     (CUSTOMER_SEGMENTS,),
 )
+DRIFT_SPECS = [
+    dg.AssetCheckSpec(
+        name,
+        asset="customer_segments",
+        blocking=False,
+        description=f"Drift since the previous run ({name.replace('_', ' ')}): a warning, never a stop.",
+    )
+    for name in DRIFT_CHECKS
+]
 MARTS_TAGS = layer_tags("marts", personal_data="customer_id")
 
 
@@ -109,6 +121,31 @@ class SegmentationConfig(dg.Config):
         description="Ward is exact up to this many customers; beyond, it runs on 2,000 K-Means "
         "micro-clusters weighted by their sizes.",
     )
+    drift_changed_share: float = Field(
+        default=0.20, description="Warn when more than this share of returning customers changed segment."
+    )
+    drift_min_agreement: float = Field(
+        default=0.60, description="Warn when the adjusted Rand index with the previous run falls below this."
+    )
+    drift_size_change: float = Field(
+        default=0.25, description="Warn when a segment grows or shrinks by more than this share."
+    )
+    drift_centre_shift: float = Field(
+        default=0.50,
+        description="Warn when a segment's centre moves more than this many standard deviations (log R/F/M).",
+    )
+    drift_psi: float = Field(
+        default=0.20, description="Warn when a feature's population stability index exceeds this."
+    )
+
+    def drift_thresholds(self) -> DriftThresholds:
+        return DriftThresholds(
+            self.drift_changed_share,
+            self.drift_min_agreement,
+            self.drift_size_change,
+            self.drift_centre_shift,
+            self.drift_psi,
+        )
 
 
 @dg.asset(
@@ -211,7 +248,7 @@ def _segmentation_spec(
             MARTS_TAGS,
         ),
     ],
-    check_specs=[SEGMENTS_GATE.spec],
+    check_specs=[SEGMENTS_GATE.spec, *DRIFT_SPECS],
 )
 def segmentation(context: dg.AssetExecutionContext, config: SegmentationConfig, warehouse: Warehouse):
     """Cluster with K-Means and Ward, choose k (the elbow proposes, the scores confirm or overrule), publish
@@ -232,10 +269,22 @@ def segmentation(context: dg.AssetExecutionContext, config: SegmentationConfig, 
             previous=previous,
             known_ids=known_ids,
         )
+        findings = _drift(segmented, features, previous, config.drift_thresholds())
         for table, frame in segmented.frames().items():
             build_candidate_from_frame(conn, table, frame)
+        build_candidate_from_frame(conn, SEGMENT_DRIFT, pd.DataFrame([f.__dict__ for f in findings]))
         gate = segments_gate(conn, CUSTOMER_SEGMENTS.candidate, CUSTOMER_FEATURES, k=segmented.k)
-        yield from SEGMENTS_GATE.publish(conn, gate, also=(K_SELECTION, METHOD_COMPARISON, SEGMENT_IDENTITY))
+        also = (K_SELECTION, METHOD_COMPARISON, SEGMENT_IDENTITY, SEGMENT_DRIFT)
+        yield from SEGMENTS_GATE.publish(conn, gate, also=also)
+        for finding in findings:
+            yield dg.AssetCheckResult(
+                asset_key="customer_segments",
+                check_name=finding.check,
+                passed=finding.passed,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=finding.words,
+                metadata={"value": finding.value, "threshold": finding.threshold},
+            )
         figures = {
             asset: record_figures(conn, asset, drawn)
             for asset, drawn in segmentation_figures(segmented, features, model).items()
@@ -250,6 +299,13 @@ def segmentation(context: dg.AssetExecutionContext, config: SegmentationConfig, 
             yield dg.MaterializeResult(
                 asset_key=asset, metadata={**table_metadata(conn, table), **figures[asset], **described}
             )
+
+
+def _drift(segmented: SegmentedCustomers, features, previous, thresholds: DriftThresholds) -> list:
+    """This run's segments against the previous run's, each drift check's finding."""
+    current = segmented.assignments.merge(features[["customer_id", *RFM_COLUMNS]], on="customer_id")
+    names = dict(zip(segmented.assignments["segment_id"], segmented.assignments["segment"], strict=True))
+    return drift_since(previous, current, names, thresholds)
 
 
 def _segments_metadata(segmented: SegmentedCustomers, seed: int) -> dict[str, object]:
