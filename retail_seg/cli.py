@@ -7,7 +7,9 @@ can tell "try again later" from "fix the file" from "free some disk". The codes 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import errno
+import json
 import os
 import re
 import shutil
@@ -178,13 +180,79 @@ def _audit_customer(args: argparse.Namespace) -> int:
             raise
         print(f"{warehouse}: {_SENTENCES[Exit.BUSY]}{_holder(str(error))}", file=sys.stderr)
         return Exit.BUSY
+    if args.as_of:
+        on = pd.Timestamp(dt.date.fromisoformat(args.as_of) + dt.timedelta(days=1))
+        history = history[history["recorded_at"] < on].tail(1)
     if history.empty:
-        print(f"customer {args.customer_id}: not in any recorded run of {warehouse}", file=sys.stderr)
+        when = f" published by {args.as_of}" if args.as_of else ""
+        print(f"customer {args.customer_id}: not in any recorded run{when} of {warehouse}", file=sys.stderr)
         return Exit.NOT_FOUND
-    print(f"customer {args.customer_id}: {len(history)} recorded run(s) in {warehouse}")
-    with pd.option_context("display.width", 200, "display.max_columns", None):
-        print(history.drop(columns="customer_id").to_string(index=False))
+    runs = [_explained(row) for row in history.to_dict("records")]
+    if args.format == "json":
+        print(json.dumps({"customer_id": args.customer_id, "runs": runs}, indent=2, default=str))
+        return Exit.OK
+    print(f"customer {args.customer_id}: {len(runs)} recorded run(s) in {warehouse}")
+    for run in runs:
+        print(_told(run))
     return Exit.OK
+
+
+def _explained(row: dict) -> dict:
+    """One recorded run of a customer, as the audit command tells it."""
+    versions = json.loads(row["code_versions"]) if row.get("code_versions") else {}
+    return {
+        "run_id": row["run_id"],
+        "published": str(row["recorded_at"]),
+        "as_of": str(row["as_of"]),
+        "segment_id": row.get("segment_id"),
+        "segment": row["segment"],
+        "label": row["label"],
+        "method": row["method"],
+        "k": row["k"],
+        "rfm_segment": row["rfm_segment"],
+        "features": {c: row[c] for c in ("recency_days", "frequency", "monetary")},
+        "distance_to_centre": row.get("distance_to_centre"),
+        "distance_to_nearest_other": row.get("distance_to_nearest_other"),
+        "p_alive": row.get("p_alive"),
+        "churn_risk": row.get("churn_risk"),
+        "clv": row.get("clv"),
+        "source": row["source_file"],
+        "source_sha256": row["source_sha256"],
+        "code_versions": {k: v for k, v in versions.items() if k in _EXPLAINING},
+    }
+
+
+# The assets whose code decides a customer's segment: the versions an auditor compares between runs.
+_EXPLAINING = (
+    "customer_features",
+    "model_features",
+    "customer_segments",
+    "customer_value",
+    "segment_profiles",
+)
+
+
+def _number(value, spec: str) -> str:
+    return "–" if value is None or value != value else format(value, spec)
+
+
+def _told(run: dict) -> str:
+    features = run["features"]
+    versions = ", ".join(f"{k} {v}" for k, v in run["code_versions"].items())
+    return "\n".join(
+        [
+            f"- run {run['run_id']} (published {run['published']}, features as of {run['as_of']})",
+            f"  segment {run['segment_id'] or '–'} '{run['segment']}' ({run['label']}; {run['method']}, "
+            f"k = {run['k']}; RFM segment {run['rfm_segment']})",
+            f"  placed by: last purchase {features['recency_days']} days before, {features['frequency']} "
+            f"invoices, net spend {_number(features['monetary'], ',.2f')}",
+            f"  distance to its segment's centre {_number(run['distance_to_centre'], '.2f')}, to the nearest "
+            f"other {_number(run['distance_to_nearest_other'], '.2f')} (model space)",
+            f"  churn risk {_number(run['churn_risk'], '.0%')}, lifetime value {_number(run['clv'], ',.2f')}",
+            f"  source {run['source']} (SHA-256 {run['source_sha256']})",
+            f"  code versions: {versions}",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     customer = audited.add_parser("customer", help="a customer's segment in every recorded run, and why")
     customer.add_argument("customer_id")
     customer.add_argument("--warehouse", help="warehouse file (default: $RETAIL_SEG_WAREHOUSE)")
+    customer.add_argument(
+        "--as-of", help="only the assignment in force on this ISO date (the last run published by then)"
+    )
+    customer.add_argument("--format", choices=("text", "json"), default="text", help="json for tools")
     customer.set_defaults(handler=_audit_customer)
 
     args = parser.parse_args(argv)

@@ -1,5 +1,6 @@
 """Audit: two runs a month apart leave two records, both assignments, a migration that adds up, a history."""
 
+import datetime as dt
 import json
 
 import pytest
@@ -72,7 +73,41 @@ def test_audit_customer_prints_every_run(two_runs, capsys):
     assert main(["audit", "customer", customer, "--warehouse", str(workdir / "warehouse.duckdb")]) == 0
     out = capsys.readouterr().out
     assert f"customer {customer}: 2 recorded run(s)" in out
-    assert first in out and second in out and "2025-11-01" in out and "recency_days" in out
+    assert first in out and second in out and "features as of 2025-11-01" in out
+    [(segment_id, segment, recency, own, other)] = query(
+        workdir,
+        "SELECT segment_id, segment, recency_days, distance_to_centre, distance_to_nearest_other "
+        f"FROM audit.segment_history WHERE run_id = '{second}' AND customer_id = '{customer}'",
+    )
+    assert f"segment {segment_id} '{segment}'" in out and f"last purchase {recency} days before" in out
+    assert f"distance to its segment's centre {own:.2f}, to the nearest other {other:.2f}" in out
+    assert own <= other  # a customer sits nearer its own segment's centre than any other
+    assert "churn risk" in out and "code versions: customer_features" in out
+
+
+def test_audit_customer_as_json_and_as_of_a_date(two_runs, capsys):
+    workdir, _, _, second = two_runs
+    warehouse = str(workdir / "warehouse.duckdb")
+    [(customer, segment_id, clv)] = query(
+        workdir,
+        f"SELECT customer_id, segment_id, clv FROM audit.segment_history WHERE run_id = '{second}' LIMIT 1",
+    )
+    assert main(["audit", "customer", customer, "--warehouse", warehouse, "--format", "json"]) == 0
+    told = json.loads(capsys.readouterr().out)
+    assert told["customer_id"] == customer and len(told["runs"]) == 2
+    latest = told["runs"][-1]
+    assert latest["run_id"] == second and latest["segment_id"] == segment_id
+    assert latest["clv"] == pytest.approx(clv) and 0 <= latest["churn_risk"] <= 1
+    assert set(latest["features"]) == {"recency_days", "frequency", "monetary"}
+    # On a date, the assignment then in force: the last run published by that day, or none before any.
+    today = dt.date.today().isoformat()
+    assert (
+        main(["audit", "customer", customer, "--warehouse", warehouse, "--format", "json", "--as-of", today])
+        == 0
+    )
+    assert [r["run_id"] for r in json.loads(capsys.readouterr().out)["runs"]] == [second]
+    assert main(["audit", "customer", customer, "--warehouse", warehouse, "--as-of", "2000-01-01"]) == 66
+    assert "published by 2000-01-01" in capsys.readouterr().err
 
 
 def test_audit_customer_unknown_is_not_found(two_runs, capsys):

@@ -92,6 +92,8 @@ _CREATE = (
     # Added with stable segment ids: runs recorded before have none, and the first run after numbers anew.
     f"ALTER TABLE {SEGMENT_HISTORY} ADD COLUMN IF NOT EXISTS segment_id VARCHAR",
     f"ALTER TABLE {AUDIT_RUNS} ADD COLUMN IF NOT EXISTS drift JSON",
+    f"ALTER TABLE {SEGMENT_HISTORY} ADD COLUMN IF NOT EXISTS distance_to_centre DOUBLE",
+    f"ALTER TABLE {SEGMENT_HISTORY} ADD COLUMN IF NOT EXISTS distance_to_nearest_other DOUBLE",
     f"""CREATE TABLE IF NOT EXISTS {SEGMENT_EVENTS} (
         run_id VARCHAR NOT NULL, segment_id VARCHAR NOT NULL, event VARCHAR NOT NULL, segment VARCHAR,
         previous_segment VARCHAR, shared_customers BIGINT, share DOUBLE
@@ -101,7 +103,8 @@ _CREATE = (
     f"""CREATE OR REPLACE VIEW {CUSTOMER_HISTORY} AS
         SELECT h.customer_id, r.recorded_at, h.as_of, h.run_id, r.source_file, r.source_sha256,
                h.segment_id, h.segment, h.label, h.method, h.k, h.cluster, h.rfm_segment,
-               h.recency_days, h.frequency, h.monetary, h.p_alive, h.clv
+               h.recency_days, h.frequency, h.monetary, h.p_alive, 1 - h.p_alive AS churn_risk, h.clv,
+               h.distance_to_centre, h.distance_to_nearest_other, r.code_versions
         FROM {SEGMENT_HISTORY} h JOIN {AUDIT_RUNS} r USING (run_id)""",
 )
 
@@ -197,7 +200,8 @@ def record_run(conn: duckdb.DuckDBPyConnection, run: RunRecord) -> int:
             f"""
             INSERT INTO {SEGMENT_HISTORY} BY NAME
             SELECT ? AS run_id, f.as_of, s.customer_id, s.segment_id, s.cluster, s.segment, p.label,
-                   s.method, s.k, s.rfm_segment, f.recency_days, f.frequency, f.monetary, v.p_alive, v.clv
+                   s.method, s.k, s.rfm_segment, f.recency_days, f.frequency, f.monetary, v.p_alive, v.clv,
+                   s.distance_to_centre, s.distance_to_nearest_other
             FROM {CUSTOMER_SEGMENTS} s
             JOIN {CUSTOMER_FEATURES} f USING (customer_id)
             JOIN {SEGMENT_PROFILES} p USING (cluster)

@@ -160,7 +160,7 @@ def _sizes(previous: pd.DataFrame, current: pd.DataFrame, names: dict[str, str],
                     f"{abs(change):.0%} ({then[segment_id]:,} → {now[segment_id]:,})",
                 )
             )
-    largest = max((m[0] for m in moved), default=0.0)
+    largest = float(max((m[0] for m in moved), default=0.0))
     words = (
         "; ".join(w for _, w in sorted(moved, reverse=True))
         or f"no segment changed size by more than {limit:.0%}"

@@ -114,6 +114,19 @@ def segment(
     )
 
 
+def distances_to_centres(matrix: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each customer's distance, in the model's space, to its own cluster's centre and to the nearest other
+    centre: how firmly the customer sits in its segment (an auditor's "why here, and how close to there")."""
+    found = np.unique(labels)
+    centres = np.stack([matrix[labels == c].mean(axis=0) for c in found])
+    distance = np.sqrt(((matrix[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2))
+    mine = np.searchsorted(found, labels)
+    own = distance[np.arange(len(matrix)), mine]
+    distance[np.arange(len(matrix)), mine] = np.inf
+    other = distance.min(axis=1) if len(found) > 1 else np.full(len(matrix), np.nan)
+    return own, other
+
+
 def model_matrix(model: pd.DataFrame, customer_ids: pd.Series) -> np.ndarray:
     """The model's input columns (`<feature>_model`), one row per customer in the order of `customer_ids`."""
     ordered = model.set_index("customer_id").loc[customer_ids]
@@ -159,20 +172,24 @@ def segment_customers(
     id against `previous` (the last run's customer_id, segment_id, segment; `identity.assign_ids`), and
     list each customer's segment id, cluster, label and segment with both methods' clusters and the named
     RFM segment."""
+    matrix = model_matrix(model, features["customer_id"])
     result = segment(
-        model_matrix(model, features["customer_id"]),
+        matrix,
         features["monetary"].to_numpy(),
         k_values,
         seed=seed,
         method=method,
         ward_max_points=ward_max_points,
     )
+    own, other = distances_to_centres(matrix, result.clusters)
     clusters = pd.DataFrame(
         {
             "customer_id": features["customer_id"].to_numpy(),
             "cluster": result.clusters,
             "kmeans_cluster": result.labels["kmeans"],
             "ward_cluster": result.labels["ward"],
+            "distance_to_centre": own,
+            "distance_to_nearest_other": other,
         }
     )
     assignments = (
@@ -186,7 +203,16 @@ def segment_customers(
     columns = ["customer_id", "segment_id", "cluster", "segment", "label", "rfm_segment", "method", "k"]
     return SegmentedCustomers(
         result,
-        assignments[[*columns, "kmeans_cluster", "ward_cluster", "run_id"]].reset_index(drop=True),
+        assignments[
+            [
+                *columns,
+                "kmeans_cluster",
+                "ward_cluster",
+                "distance_to_centre",
+                "distance_to_nearest_other",
+                "run_id",
+            ]
+        ].reset_index(drop=True),
         identity.events,
     )
 

@@ -291,6 +291,8 @@ CUSTOMER_SEGMENTS = Table(
         "k": "number of clusters",
         "kmeans_cluster": "the customer's K-Means cluster at the chosen k",
         "ward_cluster": "the customer's Ward cluster at the chosen k",
+        "distance_to_centre": "distance in the model's space to the centre of the customer's own cluster",
+        "distance_to_nearest_other": "distance in the model's space to the nearest other cluster's centre",
         "run_id": "the run that segmented the customer",
     },
 )
@@ -412,6 +414,8 @@ SEGMENT_HISTORY = Table(
         "monetary": _FEATURE_COLUMNS["monetary"],
         "p_alive": _VALUE_COLUMNS["p_alive"],
         "clv": _VALUE_COLUMNS["clv"],
+        "distance_to_centre": "distance in the model's space to the centre of the customer's own cluster",
+        "distance_to_nearest_other": "distance in the model's space to the nearest other cluster's centre",
     },
 )
 SEGMENT_EVENTS = Table(

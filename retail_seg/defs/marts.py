@@ -283,7 +283,11 @@ def segmentation(context: dg.AssetExecutionContext, config: SegmentationConfig, 
                 passed=finding.passed,
                 severity=dg.AssetCheckSeverity.WARN,
                 description=finding.words,
-                metadata={"value": finding.value, "threshold": finding.threshold},
+                metadata={
+                    name: float(number)
+                    for name, number in (("value", finding.value), ("threshold", finding.threshold))
+                    if number is not None
+                },
             )
         figures = {
             asset: record_figures(conn, asset, drawn)
