@@ -10,6 +10,7 @@ import pytest
 
 from retail_seg.core.lifetime import (
     BgNbd,
+    NotFitted,
     ValueSettings,
     customer_value,
     fit_bgnbd,
@@ -112,3 +113,17 @@ def test_customer_value_is_discounted_and_bounded():
     assert ((plain["p_alive"] >= 0) & (plain["p_alive"] <= 1)).all()
     assert np.allclose(plain["churn_risk"], 1 - plain["p_alive"])
     assert (plain["clv"] > 0).all() and (discounted["clv"] < plain["clv"] * 0.5 + 1e-9).all()
+
+
+def test_too_few_repeat_buyers_fit_no_model_and_say_why():
+    summary = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c"],
+            "x": [0, 2, 1],
+            "t_x": [0.0, 10.0, 3.0],
+            "T": [20.0, 20.0, 5.0],
+            "m_x": [np.nan, 30.0, 12.0],
+        }
+    )
+    with pytest.raises(NotFitted, match="2 customers bought again"):
+        customer_value(summary)

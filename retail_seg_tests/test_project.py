@@ -23,6 +23,7 @@ PERSONAL_DATA = {
     "customers": "demographics",
     "model_features": "demographics",
     "customer_features": "customer_id",
+    "customer_value": "customer_id",
     "customer_segments": "customer_id",
     "segment_history": "customer_id",
     "segment_migration": "customer_id",
@@ -62,7 +63,7 @@ def test_dg_checks_and_lists_every_definition(clone):
     assets = {a["asset_key"]: a for a in defs["assets"]}
     assert set(assets) == ALL_ASSETS
     assert {j["name"] for j in defs["jobs"]} == {"segment_customers", "load_files"}
-    assert len(defs["asset_checks"]) == 5
+    assert len(defs["asset_checks"]) == 12  # five gates, a warning on the loads, six drift warnings
     for key, asset in assets.items():
         assert asset["owners"], f"{key} has no owner"
         tags = {t["key"]: t["value"] for t in asset["tags"]}

@@ -199,6 +199,14 @@ def purchase_summary(conn, lines_sql: str, as_of) -> pd.DataFrame:
     return conn.execute(_SUMMARY_SQL.format(lines=lines_sql), {"as_of": as_of}).df()
 
 
+# Fewer repeat buyers than this cannot tell a repeat rate or a spread of spend from noise.
+MIN_REPEAT_BUYERS = 20
+
+
+class NotFitted(ValueError):
+    """The history cannot support the models: too few repeat buyers, or a fit without a finite forecast."""
+
+
 @dataclass(frozen=True)
 class ValueSettings:
     """What the value of a customer is computed over: a forecast horizon, a discount rate and a margin."""
@@ -220,8 +228,19 @@ def customer_value(
     the expected spend and the margin, discounted at the monthly rate of `annual_discount_rate`.
     """
     x, t_x, T = (summary[c].to_numpy(dtype=float) for c in ("x", "t_x", "T"))
+    repeat_buyers = int(((x > 0) & (summary["m_x"].fillna(0).to_numpy() > 0)).sum())
+    if repeat_buyers < MIN_REPEAT_BUYERS:
+        raise NotFitted(
+            f"{repeat_buyers:,} customers bought again (with a positive spend); the models need at least "
+            f"{MIN_REPEAT_BUYERS} to estimate how often customers come back and what they spend"
+        )
     purchases = fit_bgnbd(x, t_x, T)
     spend = fit_gamma_gamma(x, summary["m_x"].to_numpy(dtype=float))
+    if spend.q <= 1:
+        raise NotFitted(
+            f"Gamma-Gamma's q = {spend.q:.3g} is at most 1: spend varies so much between customers that its "
+            "expected value is unbounded"
+        )
     p_alive = purchases.p_alive(x, t_x, T)
     monthly = (1 + settings.annual_discount_rate) ** (1 / 12) - 1
     weeks_per_month = 365.25 / 12 / DAYS_PER_WEEK
@@ -235,6 +254,8 @@ def customer_value(
         cumulative = purchases.expected_purchases(month * weeks_per_month, x, t_x, T)
         value += (cumulative - before) * per_purchase * settings.margin / (1 + monthly) ** month
         before = cumulative
+    if not (np.isfinite(value).all() and np.isfinite(p_alive).all()):
+        raise NotFitted(f"the fitted models ({purchases}, {spend}) give non-finite forecasts")
     frame = pd.DataFrame(
         {
             "customer_id": summary["customer_id"].to_numpy(),
@@ -252,12 +273,13 @@ def customer_value(
 
 @dataclass(frozen=True)
 class ValueBuild:
-    """What a value build fitted and found."""
+    """What a value build fitted and found; without models, why not."""
 
-    purchases: BgNbd
-    spend: GammaGamma
+    purchases: BgNbd | None
+    spend: GammaGamma | None
     customers: int
     repeat_buyers: int
+    not_fitted: str = ""
 
 
 def build_customer_value(conn, settings: ValueSettings = ValueSettings()) -> ValueBuild:
@@ -269,7 +291,20 @@ def build_customer_value(conn, settings: ValueSettings = ValueSettings()) -> Val
         f"SEMI JOIN {CUSTOMER_FEATURES} USING (customer_id)"
     )
     summary = purchase_summary(conn, lines, as_of)
-    value, purchases, spend = customer_value(summary, settings)
+    repeat_buyers = int((summary["x"] > 0).sum())
+    try:
+        value, purchases, spend = customer_value(summary, settings)
+    except NotFitted as why:
+        # Every customer keeps a row, with no value: the segments go ahead, named without churn risk.
+        empty = {
+            c: np.nan for c in ("p_alive", "churn_risk", "expected_purchases", "expected_order_value", "clv")
+        }
+        build_candidate_from_frame(conn, CUSTOMER_VALUE, summary.assign(**empty))
+        settings_rows = [("settings", name, float(v)) for name, v in settings.__dict__.items()]
+        build_candidate_from_frame(
+            conn, VALUE_MODELS, pd.DataFrame(settings_rows, columns=["model", "parameter", "value"])
+        )
+        return ValueBuild(None, None, len(summary), repeat_buyers, str(why))
     build_candidate_from_frame(
         conn, CUSTOMER_VALUE, summary.merge(value, on="customer_id", validate="one_to_one")
     )
@@ -281,4 +316,4 @@ def build_customer_value(conn, settings: ValueSettings = ValueSettings()) -> Val
     build_candidate_from_frame(
         conn, VALUE_MODELS, pd.DataFrame(parameters, columns=["model", "parameter", "value"])
     )
-    return ValueBuild(purchases, spend, len(summary), int((summary["x"] > 0).sum()))
+    return ValueBuild(purchases, spend, len(summary), repeat_buyers)

@@ -208,7 +208,7 @@ def recommendation(label: str, profile: pd.Series, numbers: SegmentNumbers) -> s
     )
     measure = action.measure.format(window=window)
     stake = ""
-    if "expected_value" in profile:
+    if "expected_value" in profile and pd.notna(profile.get("mean_p_alive")):
         stake = (
             f" At stake: {profile['expected_value']:,.0f} expected over the coming year, "
             f"{profile['value_at_risk']:,.0f} of past spend at risk of churn "

@@ -208,9 +208,12 @@ def features_gate(conn: duckdb.DuckDBPyConnection, table: Table) -> GateResult:
     return GateResult("features", str(table.live), tuple(outcomes))
 
 
-def value_gate(conn: duckdb.DuckDBPyConnection, table: Table, models: Table, features: Table) -> GateResult:
+def value_gate(
+    conn: duckdb.DuckDBPyConnection, table: Table, models: Table, features: Table, not_fitted: str = ""
+) -> GateResult:
     """Value: one row per featured customer, fitted parameters finite and positive, probabilities in [0, 1],
-    expectations and lifetime values finite and not negative."""
+    expectations and lifetime values finite and not negative. When the history cannot support the models
+    (`not_fitted` says why), the values are empty, and the gate holds them to that."""
     rows, customers, missing = conn.execute(
         f"SELECT count(*), count(DISTINCT customer_id), "
         f"(SELECT count(*) FROM {features} ANTI JOIN {table} USING (customer_id)) FROM {table}"
@@ -224,6 +227,12 @@ def value_gate(conn: duckdb.DuckDBPyConnection, table: Table, models: Table, fea
         fact("every featured customer is valued", f"{missing:,} without a value", missing == 0),
         fact("the fitted parameters are finite and positive", bad or "all are", bad is None),
     ]
+    if not_fitted:
+        [(valued,)] = conn.execute(f"SELECT count(p_alive) + count(clv) FROM {table}").fetchall()
+        outcomes.append(
+            fact("without fitted models, no customer is valued", f"not fitted: {not_fitted}", valued == 0)
+        )
+        return GateResult("value", str(table.live), tuple(outcomes))
     rules = [
         ColumnRule(
             "ExpectColumnValuesToBeBetween",

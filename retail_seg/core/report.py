@@ -371,7 +371,19 @@ def segment_report_sections(
             ],
         ),
     ]
-    if "expected_value" in profiles:
+    if "mean_p_alive" in profiles and profiles["mean_p_alive"].isna().all():
+        sections.append(
+            Section(
+                "Value and churn",
+                [
+                    Text(
+                        "Not computed: the history has too few repeat buyers for BG/NBD and Gamma-Gamma "
+                        "(customer_value's metadata says how many)."
+                    )
+                ],
+            )
+        )
+    elif "expected_value" in profiles:
         value = profiles[[c for c in VALUE_COLUMNS if c in profiles]].rename(columns=VALUE_COLUMNS)
         blocks: list[Block] = [Table("Value and churn risk per segment", value, PERCENT, MONEY)]
         if models is not None:

@@ -46,25 +46,28 @@ class ValueConfig(dg.Config):
     tags=layer_tags("marts", personal_data="customer_id"),
     check_specs=[VALUE_GATE.spec],
 )
-def customer_value(config: ValueConfig, warehouse: Warehouse):
+def customer_value(context: dg.AssetExecutionContext, config: ValueConfig, warehouse: Warehouse):
     """Per customer: BG/NBD probability of being active and churn risk, expected purchases over the
-    horizon, Gamma-Gamma expected order value, discounted lifetime value; fitted by maximum likelihood."""
+    horizon, Gamma-Gamma expected order value, discounted lifetime value; fitted by maximum likelihood.
+    A history too thin for the models leaves every customer unvalued, says why, and goes on."""
     with warehouse.get_connection() as conn:
         built = build_customer_value(conn, config.settings())
-        gate = value_gate(conn, CUSTOMER_VALUE.candidate, VALUE_MODELS.candidate, CUSTOMER_FEATURES)
+        gate = value_gate(
+            conn, CUSTOMER_VALUE.candidate, VALUE_MODELS.candidate, CUSTOMER_FEATURES, built.not_fitted
+        )
         yield from VALUE_GATE.publish(conn, gate)
-        [(alive, value)] = conn.execute(f"SELECT avg(p_alive), sum(clv) FROM {CUSTOMER_VALUE}").fetchall()
-        yield VALUE_GATE.materialized(
-            conn,
-            gate,
-            {
+        settings = {f"setting_{k}": v for k, v in config.settings().__dict__.items()}
+        if built.not_fitted:
+            context.log.warning(f"customer_value: no models fitted: {built.not_fitted}")
+            found: dict[str, object] = {"not_fitted": built.not_fitted}
+        else:
+            [(alive, value)] = conn.execute(f"SELECT avg(p_alive), sum(clv) FROM {CUSTOMER_VALUE}").fetchall()
+            found = {
                 "bgnbd": dg.MetadataValue.json({k: round(v, 4) for k, v in built.purchases.__dict__.items()}),
                 "gamma_gamma": dg.MetadataValue.json(
                     {k: round(v, 4) for k, v in built.spend.__dict__.items()}
                 ),
-                "repeat_buyers": built.repeat_buyers,
                 "mean_p_alive": round(float(alive), 4),
                 "total_clv": round(float(value), 2),
-                **{f"setting_{k}": v for k, v in config.settings().__dict__.items()},
-            },
-        )
+            }
+        yield VALUE_GATE.materialized(conn, gate, {"repeat_buyers": built.repeat_buyers, **found, **settings})
