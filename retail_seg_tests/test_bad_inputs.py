@@ -40,6 +40,7 @@ SINCE_THE_PREVIOUS_RUN = (
     "marts.segment_migration",
     "marts.fallen_from_high_value",
     "marts.segment_identity",
+    "marts.segment_drift",
 )
 
 

@@ -54,7 +54,12 @@ def test_a_refused_file_exits_65_names_it_and_changes_nothing_it_derives(monkeyp
 
 def _derived(tmp_path) -> dict[str, tuple]:
     """The history and what it derives, run ids aside (the migration compares with the run before)."""
-    since = ("marts.segment_migration", "marts.fallen_from_high_value", "marts.segment_identity")
+    since = (
+        "marts.segment_migration",
+        "marts.fallen_from_high_value",
+        "marts.segment_identity",
+        "marts.segment_drift",
+    )
     return {
         table: content
         for table, content in published_content(tmp_path).items()
