@@ -10,6 +10,7 @@ from retail_seg.core.tables import (
     AUDIT_RUNS,
     CUSTOMER_HISTORY,
     FALLEN_FROM_HIGH_VALUE,
+    SEGMENT_EVENTS,
     SEGMENT_HISTORY,
     SEGMENT_MIGRATION,
 )
@@ -54,7 +55,7 @@ def segment_history(context: dg.AssetExecutionContext, warehouse: Warehouse) -> 
             code_versions=_code_versions(context),
         )
         customers = record_run(conn, record)
-        metadata = table_metadata(conn, SEGMENT_HISTORY, AUDIT_RUNS, CUSTOMER_HISTORY)
+        metadata = table_metadata(conn, SEGMENT_HISTORY, AUDIT_RUNS, CUSTOMER_HISTORY, SEGMENT_EVENTS)
     return dg.MaterializeResult(
         metadata={
             **metadata,

@@ -44,7 +44,7 @@ SEGMENTS_GATE = Gate(
     "customer_segments",
     "segments",
     "Every featured customer in exactly one segment, k clusters and none of them empty.",
-    (CUSTOMER_SEGMENTS,),
+    (CUSTOMER_SEGMENTS, SEGMENT_IDENTITY, SEGMENT_DRIFT),
 )
 DRIFT_SPECS = [
     dg.AssetCheckSpec(
@@ -274,8 +274,7 @@ def segmentation(context: dg.AssetExecutionContext, config: SegmentationConfig, 
             build_candidate_from_frame(conn, table, frame)
         build_candidate_from_frame(conn, SEGMENT_DRIFT, pd.DataFrame([f.__dict__ for f in findings]))
         gate = segments_gate(conn, CUSTOMER_SEGMENTS.candidate, CUSTOMER_FEATURES, k=segmented.k)
-        also = (K_SELECTION, METHOD_COMPARISON, SEGMENT_IDENTITY, SEGMENT_DRIFT)
-        yield from SEGMENTS_GATE.publish(conn, gate, also=also)
+        yield from SEGMENTS_GATE.publish(conn, gate, also=(K_SELECTION, METHOD_COMPARISON))
         for finding in findings:
             yield dg.AssetCheckResult(
                 asset_key="customer_segments",
