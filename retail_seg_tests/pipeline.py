@@ -71,3 +71,22 @@ def folder_digest(folder: Path) -> dict[str, str]:
         for path in sorted(folder.rglob("*"))
         if path.is_file()
     }
+
+
+def told_to_win_back(workdir: Path):
+    """The customers a run put in a win-back segment (their recency), and the base's typical gap between
+    purchases, derived here from the published features (median mean_days_between over repeat buyers)."""
+    import pandas as pd
+
+    from retail_seg.core.profiles import WIN_BACK
+
+    customers = pd.DataFrame(
+        query(
+            workdir,
+            "SELECT f.recency_days, f.frequency, f.mean_days_between, s.label FROM marts.customer_features f "
+            "JOIN marts.customer_segments s USING (customer_id)",
+        ),
+        columns=["recency_days", "frequency", "mean_days_between", "label"],
+    )
+    typical = customers.loc[customers["frequency"] > 1, "mean_days_between"].median()
+    return customers[customers["label"].isin(WIN_BACK)], typical, len(customers)

@@ -11,11 +11,10 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from retail_seg.core.drift import DRIFT_CHECKS
-from retail_seg.core.profiles import WIN_BACK
 from retail_seg.core.synthetic import write_synthetic
 from retail_seg.definitions import build_definitions
 from retail_seg.defs.ingest import LOADED
-from retail_seg_tests.pipeline import ALL_ASSETS, materialize_all, query
+from retail_seg_tests.pipeline import ALL_ASSETS, materialize_all, query, told_to_win_back
 
 
 @pytest.fixture(scope="module")
@@ -143,16 +142,7 @@ def test_each_planted_group_gets_its_intended_label(run):
 
 def test_no_customer_who_bought_recently_is_told_they_are_being_won_back(run):
     _, workdir, _ = run
-    features = pd.DataFrame(
-        query(
-            workdir,
-            "SELECT f.recency_days, f.frequency, f.mean_days_between, s.label FROM marts.customer_features f "
-            "JOIN marts.customer_segments s USING (customer_id)",
-        ),
-        columns=["recency_days", "frequency", "mean_days_between", "label"],
-    )
-    typical = features.loc[features["frequency"] > 1, "mean_days_between"].median()
-    told = features[features["label"].isin(WIN_BACK)]
+    told, typical, _ = told_to_win_back(workdir)
     assert len(told) > 1000  # the lapsing and one-off groups are told, and only they
     assert (told["recency_days"] > typical).all()
     actions = query(workdir, "SELECT label, recommendation FROM marts.segment_profiles")

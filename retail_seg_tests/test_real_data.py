@@ -6,9 +6,8 @@ import pytest
 
 from retail_seg.core.lake import Lake
 from retail_seg.core.mappings import load_mappings
-from retail_seg.core.profiles import WIN_BACK
 from retail_seg_tests.conftest import real_file
-from retail_seg_tests.pipeline import ALL_ASSETS, materialize_all, query
+from retail_seg_tests.pipeline import ALL_ASSETS, materialize_all, query, told_to_win_back
 
 pytestmark = pytest.mark.real_data
 
@@ -76,16 +75,7 @@ def test_the_whole_analysis_finishes_on_real_data(uci):
 
 def test_on_real_data_no_recent_buyer_is_told_they_are_being_won_back(uci):
     _, workdir, _ = uci
-    customers = pd.DataFrame(
-        query(
-            workdir,
-            "SELECT f.recency_days, f.frequency, f.mean_days_between, s.label FROM marts.customer_features f "
-            "JOIN marts.customer_segments s USING (customer_id)",
-        ),
-        columns=["recency_days", "frequency", "mean_days_between", "label"],
-    )
-    typical = customers.loc[customers["frequency"] > 1, "mean_days_between"].median()
-    told = customers[customers["label"].isin(WIN_BACK)]
+    told, typical, customers = told_to_win_back(workdir)
     assert (told["recency_days"] > typical).all()
     segments = query(
         workdir,
@@ -98,7 +88,7 @@ def test_on_real_data_no_recent_buyer_is_told_they_are_being_won_back(uci):
             "  {} {:,} customers, median recency {:.0f} d, {:.0f} invoices, spent {:,.0f}; expected "
             "{:,.0f}, at risk {:,.0f}".format(*row)
         )
-    assert sum(row[1] for row in segments) == len(customers)
+    assert sum(row[1] for row in segments) == customers
 
 
 # Only the features are compared, so the monthly runs sweep fewer k to keep the test quick.

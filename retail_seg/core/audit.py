@@ -37,7 +37,7 @@ from retail_seg.core.tables import (
     SEGMENT_PROFILES,
     STAGING_TRANSACTIONS,
 )
-from retail_seg.core.warehouse import ensure_schemas, row_count, transaction
+from retail_seg.core.warehouse import column_types, ensure_schemas, exists, row_count, transaction
 
 HIGH_VALUE = "champions"
 # The tables a run has published by the time it is recorded, whose row counts the record keeps.
@@ -240,24 +240,14 @@ def previous_run(conn: duckdb.DuckDBPyConnection, run_id: str) -> str | None:
     return rows[0][0] if rows else None
 
 
-def _columns(conn: duckdb.DuckDBPyConnection, table) -> set[str]:
-    return {
-        name
-        for (name,) in conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
-            [table.schema, table.name],
-        ).fetchall()
-    }
-
-
 def previous_assignment(conn: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame | None, list[str]]:
     """The last recorded run's segment per customer (customer_id, segment_id, segment, k, method and R/F/M),
     and every segment id any run has given: what this run's segments are matched and compared against.
     None before the first run with segment ids. Reads the audit trail only; creates nothing."""
-    if "segment_id" not in _columns(conn, SEGMENT_HISTORY):
+    if "segment_id" not in dict(column_types(conn, SEGMENT_HISTORY)):
         return None, []
     known = [i for (i,) in conn.execute(f"SELECT DISTINCT segment_id FROM {SEGMENT_HISTORY}").fetchall() if i]
-    if _columns(conn, SEGMENT_EVENTS):
+    if exists(conn, SEGMENT_EVENTS):
         known += [i for (i,) in conn.execute(f"SELECT DISTINCT segment_id FROM {SEGMENT_EVENTS}").fetchall()]
     last = conn.execute(f"SELECT run_id FROM {AUDIT_RUNS} ORDER BY recorded_at DESC LIMIT 1").fetchall()
     if not last:

@@ -32,7 +32,7 @@ from retail_seg.core.tables import (
     SEGMENT_PROFILES,
     VALUE_MODELS,
 )
-from retail_seg.core.warehouse import read_figures, read_table
+from retail_seg.core.warehouse import exists, read_figures, read_table
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1250px; padding: 0 1rem; }
@@ -242,15 +242,6 @@ class RunFacts:
     currency: str = ""
 
 
-def _table_exists(conn: duckdb.DuckDBPyConnection, table) -> bool:
-    return bool(
-        conn.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-            [table.schema, table.name],
-        ).fetchall()[0][0]
-    )
-
-
 def build_segment_report(
     conn: duckdb.DuckDBPyConnection, figure_assets: list[str], run: RunFacts
 ) -> ReportPage:
@@ -263,8 +254,8 @@ def build_segment_report(
     [(as_of, customers)] = conn.execute(f"SELECT max(as_of), count(*) FROM {CUSTOMER_FEATURES}").fetchall()
     source, digest = history_lineage(conn)
     figures = {name: Image(caption, bytes(png)) for name, caption, png in read_figures(conn, figure_assets)}
-    migration = read_table(conn, SEGMENT_MIGRATION) if _table_exists(conn, SEGMENT_MIGRATION) else None
-    models = read_table(conn, VALUE_MODELS) if _table_exists(conn, VALUE_MODELS) else None
+    migration = read_table(conn, SEGMENT_MIGRATION) if exists(conn, SEGMENT_MIGRATION) else None
+    models = read_table(conn, VALUE_MODELS) if exists(conn, VALUE_MODELS) else None
     sweep = read_table(conn, K_SELECTION)
     facts = {
         "run": run.run_id,
@@ -285,7 +276,7 @@ def build_segment_report(
         sweep=sweep,
         migration=migration,
         models=models,
-        drift=read_table(conn, SEGMENT_DRIFT) if _table_exists(conn, SEGMENT_DRIFT) else None,
+        drift=read_table(conn, SEGMENT_DRIFT) if exists(conn, SEGMENT_DRIFT) else None,
     )
     page = render_report("Customer segments", LEDE, facts, sections, run.currency)
     return ReportPage(page, sum(isinstance(b, Image) for s in sections for b in s.blocks))

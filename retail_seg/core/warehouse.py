@@ -78,6 +78,11 @@ def _kind(conn: duckdb.DuckDBPyConnection, table: Table) -> str | None:
     return rows[0][0] if rows else None
 
 
+def exists(conn: duckdb.DuckDBPyConnection, table: Table) -> bool:
+    """Whether the catalog holds `table`, as a table or a view."""
+    return _kind(conn, table) is not None
+
+
 def drop(conn: duckdb.DuckDBPyConnection, table: Table) -> None:
     """Drop `table`, a table or a view, if it exists."""
     if kind := _kind(conn, table):
