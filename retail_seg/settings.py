@@ -12,6 +12,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from retail_seg.core.alerts import AlertTargets
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATA = PROJECT_ROOT / "data"
 DEFAULT_SOURCE = DATA / "synthetic" / "transactions.csv"
@@ -36,6 +38,11 @@ SOURCE = Setting(
 )
 WAREHOUSE = Setting("RETAIL_SEG_WAREHOUSE", str(DATA / "warehouse.duckdb"), "the DuckDB warehouse file")
 REPORTS = Setting("RETAIL_SEG_REPORTS", str(DATA / "reports"), "figures and `index.html`")
+EXPORTS = Setting(
+    "RETAIL_SEG_EXPORTS",
+    str(DATA / "exports"),
+    "the CRM exports (segments, audiences, manifests); unset: `exports/` beside the warehouse file",
+)
 INCOMING = Setting("RETAIL_SEG_INCOMING", str(DATA / "incoming"), "the landing folder the sensor watches")
 MEMORY_LIMIT = Setting(
     "RETAIL_SEG_MEMORY_LIMIT", "2GB", "DuckDB's memory ceiling; past it DuckDB spills to disk"
@@ -56,7 +63,38 @@ ID_KEY = Setting(
     str(DATA / ".id_key"),
     "the secret that hashes personal customer keys (emails): the key, or a file holding it (made if missing)",
 )
-SETTINGS = (SOURCE, WAREHOUSE, REPORTS, DAGSTER_HOME, INCOMING, TIMEZONE, MEMORY_LIMIT, MAPPINGS, ID_KEY)
+# An alert target set to this (the default) is off.
+NONE = "none"
+ALERT_WEBHOOK = Setting(
+    "RETAIL_SEG_ALERT_WEBHOOK",
+    NONE,
+    "an http(s) URL each alert (failed run, drift, stale segmentation) is POSTed to as JSON",
+)
+ALERT_COMMAND = Setting(
+    "RETAIL_SEG_ALERT_COMMAND",
+    NONE,
+    "a command run with each alert's JSON on its standard input (split like a shell line, run without one)",
+)
+STALE_AFTER_HOURS = Setting(
+    "RETAIL_SEG_STALE_AFTER_HOURS",
+    "26",
+    "hours after the last publication when the published segmentation shows stale and raises an alert",
+)
+SETTINGS = (
+    SOURCE,
+    WAREHOUSE,
+    REPORTS,
+    EXPORTS,
+    DAGSTER_HOME,
+    INCOMING,
+    TIMEZONE,
+    MEMORY_LIMIT,
+    MAPPINGS,
+    ID_KEY,
+    ALERT_WEBHOOK,
+    ALERT_COMMAND,
+    STALE_AFTER_HOURS,
+)
 
 
 def id_key() -> str:
@@ -72,3 +110,32 @@ def id_key() -> str:
         with os.fdopen(descriptor, "w") as handle:
             handle.write(secrets.token_hex(32))
     return path.read_text().strip()
+
+
+def exports_folder() -> Path:
+    """RETAIL_SEG_EXPORTS when it is set, else `exports/` beside the warehouse file, wherever that is."""
+    return Path(os.environ.get(EXPORTS.variable) or Path(WAREHOUSE.value()).parent / "exports")
+
+
+def alert_targets() -> AlertTargets:
+    """Where alerts go: the webhook and the command, each unless set to `none`."""
+    webhook, command = ALERT_WEBHOOK.value(), ALERT_COMMAND.value()
+    return AlertTargets(
+        webhook=None if webhook.lower() == NONE else webhook,
+        command=None if command.lower() == NONE else command,
+    )
+
+
+def stale_after_hours() -> float:
+    """RETAIL_SEG_STALE_AFTER_HOURS as a number of hours, at least a minute (Dagster's smallest window)."""
+    value = STALE_AFTER_HOURS.value()
+    try:
+        hours = float(value)
+    except ValueError:
+        hours = 0.0
+    if not hours * 60 >= 1:  # also refuses nan
+        raise ValueError(
+            f"{STALE_AFTER_HOURS.variable}: {value!r} is not a number of hours of at least one minute "
+            "(e.g. 26 or 0.5)"
+        )
+    return hours

@@ -1,6 +1,7 @@
 """The nightly schedule and the landing-folder sensor tick as promised."""
 
 import datetime as dt
+import json
 import os
 import shutil
 import time
@@ -115,6 +116,23 @@ def test_a_file_whose_run_failed_runs_again_when_fixed_or_touched(tick, tmp_path
     os.utime(export, (time.time() - 1, time.time() - 1))
     [fixed] = tick()
     assert fixed.run_key != first.run_key
+
+
+def test_the_cursor_forgets_removed_files_and_stays_as_small_as_the_folder(tick, tmp_path):
+    exports = [tmp_path / f"export_{i}.csv" for i in range(6)]
+    for i, export in enumerate(exports):
+        export.write_text(f"invoice_no,quantity\n{i},2\n")
+    assert len(tick()) == 6
+
+    def remembered() -> set[str]:
+        return set(json.loads(tick.state["cursor"])["files"])
+
+    assert remembered() == {str(e) for e in exports}
+    for export in exports[1:]:
+        export.unlink()
+    assert tick() == [] and remembered() == {str(exports[0])}  # as small as the folder
+    exports[0].unlink()
+    assert tick() == [] and json.loads(tick.state["cursor"]) == {"files": {}}
 
 
 def test_links_are_never_followed_out_of_the_landing_folder(tick, tmp_path, tmp_path_factory):
