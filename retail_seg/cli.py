@@ -1,4 +1,4 @@
-"""Command line: `python -m retail_seg synthesize | run | audit customer ID`.
+"""Command line: `python -m retail_seg synthesize | run | audit customer ID | erase customer ID`.
 
 Each way a command can fail has its own exit code and a plain sentence, so a scheduler (and a person)
 can tell "try again later" from "fix the file" from "free some disk". The codes follow sysexits.h.
@@ -121,7 +121,6 @@ def _refused_files(result) -> list[str]:
 def _run(args: argparse.Namespace) -> int:
     import dagster as dg
 
-    from retail_seg.core.publication import Publications
     from retail_seg.definitions import build_definitions, segmentation_job
     from retail_seg.defs.runs import release_dead_runs
 
@@ -130,7 +129,7 @@ def _run(args: argparse.Namespace) -> int:
         run_config["ops"] = {"customer_features": {"config": {"as_of": args.as_of}}}
     job = build_definitions().resolve_job_def(segmentation_job.name)
     _instance_home()
-    publications = Publications(Path(settings.WAREHOUSE.value()), Path(settings.REPORTS.value()))
+    publications = _publications()
     with dg.DagsterInstance.get() as instance:
         release_dead_runs(instance, print)
         result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
@@ -194,6 +193,90 @@ def _audit_customer(args: argparse.Namespace) -> int:
     print(f"customer {args.customer_id}: {len(runs)} recorded run(s) in {warehouse}")
     for run in runs:
         print(_told(run))
+    return Exit.OK
+
+
+def _publications():
+    from retail_seg.core.publication import Publications
+
+    return Publications(
+        Path(settings.WAREHOUSE.value()), Path(settings.REPORTS.value()), settings.exports_folder()
+    )
+
+
+def _stored_ids(conn, given: str) -> list[str]:
+    """The forms the customer may be stored under: the id as given and, where personal keys (emails) are
+    hashed, its keyed hash."""
+    from retail_seg.core.parsing import hashed_key_sql
+
+    forms = [given]
+    key = settings.ID_KEY.value()
+    if key != settings.ID_KEY.default or Path(key).is_file():
+        [(hashed,)] = conn.execute(
+            f"SELECT {hashed_key_sql('$raw')}", {"raw": given, "id_key": settings.id_key()}
+        ).fetchall()
+        forms.append(hashed)
+    return forms
+
+
+def _erase_customer(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from retail_seg.core.erasure import ErasureIncomplete, compact, erase_customer, tables_holding
+    from retail_seg.core.lake import Lake
+    from retail_seg.core.publication import Owner
+
+    publications = _publications()
+    if not args.customer_id.strip():
+        print("erase customer: the customer id is empty", file=sys.stderr)
+        return Exit.NOT_FOUND
+    if publications.live_database() is None:
+        print(f"{publications.warehouse}: no warehouse here; nothing to erase", file=sys.stderr)
+        return Exit.NOT_FOUND
+    erasure_id = f"erasure-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{os.getpid()}"
+    lock = publications.lock(Owner.this_process(erasure_id))
+    lock.acquire(on_wait=print)
+    try:
+        workspace = publications.begin(erasure_id)
+        try:
+            with duckdb.connect(str(workspace.database)) as conn:
+                stored = [form for form in _stored_ids(conn, args.customer_id) if tables_holding(conn, form)]
+                erasures = [
+                    erase_customer(
+                        conn, form, Lake(publications.warehouse), workspace.exports, dt.datetime.now(dt.UTC)
+                    )
+                    for form in stored
+                ]
+            if not stored:
+                publications.discard(workspace)
+                print(
+                    f"customer {args.customer_id}: not in {publications.warehouse}; nothing erased",
+                    file=sys.stderr,
+                )
+                return Exit.NOT_FOUND
+            compact(workspace.database)
+            publications.publish(workspace, log=print)
+        except ErasureIncomplete as error:
+            publications.discard(workspace)
+            print(f"customer {args.customer_id}: not erased: {error}", file=sys.stderr)
+            return Exit.FAILED
+        except BaseException:
+            publications.discard(workspace)
+            raise
+    finally:
+        lock.release()
+    for erasure in erasures:
+        rows = sum(erasure.rows_by_table.values())
+        print(
+            f"erased customer {args.customer_id}: {rows} row(s) from {len(erasure.rows_by_table)} table(s), "
+            f"{erasure.lake_lines} line(s) from {erasure.lake_files} lake file(s), "
+            f"{erasure.export_files} export file(s) rewritten; recorded as erasure {erasure.erasure_id} in "
+            "audit.erasures (without the id)"
+        )
+    print(
+        "source files outside the warehouse (the landing folder, RETAIL_SEG_SOURCE) are not changed: delete "
+        "or correct them there too, or a corrected file loads the customer again"
+    )
     return Exit.OK
 
 
@@ -285,6 +368,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     customer.add_argument("--format", choices=("text", "json"), default="text", help="json for tools")
     customer.set_defaults(handler=_audit_customer)
+
+    erase = commands.add_parser("erase", help="remove personal data (the right to erasure)")
+    erased = erase.add_subparsers(dest="subject", required=True)
+    erased_customer = erased.add_parser(
+        "customer", help="remove one customer from every table, lake partition, history and export"
+    )
+    erased_customer.add_argument(
+        "customer_id", help="the id as the warehouse holds it, or the email it hashes"
+    )
+    erased_customer.set_defaults(handler=_erase_customer)
 
     args = parser.parse_args(argv)
     try:

@@ -26,6 +26,7 @@ ALL_ASSETS = {
     "customer_segments",
     "segment_profiles",
     "segment_report",
+    "audiences",
     "segment_history",
     "segment_migration",
     "transaction_history",
@@ -58,10 +59,10 @@ def materialize_all(source: Path, workdir: Path, run_config: dict | None = None)
     )
 
 
-def query(workdir: Path, sql: str) -> list[tuple]:
+def query(workdir: Path, sql: str, params: list | None = None) -> list[tuple]:
     """Read the warehouse left by a run."""
     with duckdb.connect(str(workdir / "warehouse.duckdb"), read_only=True) as conn:
-        return conn.execute(sql).fetchall()
+        return conn.execute(sql, params).fetchall()
 
 
 def folder_digest(folder: Path) -> dict[str, str]:

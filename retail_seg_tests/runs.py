@@ -61,11 +61,11 @@ def run_status(home: Path, run_id: str) -> dg.DagsterRunStatus:
         return instance.get_run_by_id(run_id).status
 
 
-def published_state(workdir: Path) -> tuple[dict, dict]:
-    """Checksums of every published table and of every file of the published report."""
+def published_state(workdir: Path) -> tuple[dict, dict, dict]:
+    """Checksums of every published table, of every file of the published report and of every export."""
     with duckdb.connect(str(workdir / "warehouse.duckdb"), read_only=True) as conn:
         tables = published_checksums(conn)
-    return tables, folder_digest(workdir / "reports")
+    return tables, folder_digest(workdir / "reports"), folder_digest(workdir / "exports")
 
 
 def published_content(workdir: Path) -> dict[str, tuple]:

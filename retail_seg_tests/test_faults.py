@@ -131,6 +131,7 @@ def test_a_kill_after_the_swap_leaves_the_whole_run_published(world, tmp_path):
     assert run_id != before and _recorded_runs(workdir)[-1] == run_id  # this run's tables...
     assert (workdir / "reports").resolve() == (workdir / ".warehouse.publications" / run_id / "reports")
     assert (workdir / "reports" / "index.html").is_file()  # ...and its report, together
+    assert (workdir / "exports" / "latest").resolve().name == run_id  # ...and its exports
     assert before in _publications(workdir)  # the publication it replaced, for the next run to remove
     KILLED.append(run_id)
     PAST_THE_SWAP.append(run_id)

@@ -27,6 +27,7 @@ PERSONAL_DATA = {
     "customer_segments": "customer_id",
     "segment_history": "customer_id",
     "segment_migration": "customer_id",
+    "audiences": "customer_id",
 }
 
 

@@ -12,8 +12,11 @@ the warehouse file `W` (e.g. `data/warehouse.duckdb`):
         current -> <run id>          the published state, swapped by one rename
         <run id>/warehouse.duckdb    a run's warehouse
         <run id>/reports/            a run's report folder
+        <run id>/exports/            every kept run's CRM exports (files hard-linked from the publication
+                                     before: an export file is never changed in place, only replaced)
     data/warehouse.duckdb -> .warehouse.publications/current/warehouse.duckdb
     data/reports          -> .warehouse.publications/current/reports
+    data/exports          -> .warehouse.publications/current/exports
 
 Readers open `W` read-only and always see one whole publication. A warehouse made before publications
 (a plain file) is taken as the first current publication and becomes a link on the first publish.
@@ -34,6 +37,7 @@ from pathlib import Path
 
 DATABASE = "warehouse.duckdb"
 REPORTS = "reports"
+EXPORTS = "exports"
 CURRENT = "current"
 LOCK = "lock"
 # Fault injection for the tests: a process whose RETAIL_SEG_FAULT_PAUSE names a point stops there, says so
@@ -180,6 +184,10 @@ class Workspace:
     def reports(self) -> Path:
         return self.directory / REPORTS
 
+    @property
+    def exports(self) -> Path:
+        return self.directory / EXPORTS
+
 
 @dataclass(frozen=True)
 class Published:
@@ -188,6 +196,7 @@ class Published:
     run_id: str
     database: Path
     reports: Path
+    exports: Path
     previous: str | None
 
 
@@ -217,6 +226,13 @@ def _links_to(path: Path, target: Path) -> bool:
     return path.is_symlink() and os.readlink(path) == _relative(path, target)
 
 
+def _new_files(folder: Path) -> list[Path]:
+    """The files under `folder` written by this run: hard links kept from earlier runs are on disk already."""
+    return sorted(
+        p for p in folder.rglob("*") if p.is_file() and not p.is_symlink() and p.stat().st_nlink == 1
+    )
+
+
 class PublicationError(RuntimeError):
     """A configured path that a publication cannot use without destroying something."""
 
@@ -229,9 +245,11 @@ def _is_report_folder(folder: Path) -> bool:
 class Publications:
     """The publications of one warehouse: which one is current, and how a run builds and swaps in its own."""
 
-    def __init__(self, warehouse: Path, reports: Path):
+    def __init__(self, warehouse: Path, reports: Path, exports: Path | None = None):
+        """`exports` defaults to a folder `exports` beside the warehouse file."""
         self.warehouse = Path(warehouse).expanduser().absolute()
         self.reports = Path(reports).expanduser().absolute()
+        self.exports = Path(exports).expanduser().absolute() if exports else self.warehouse.parent / EXPORTS
         self.root = self.warehouse.parent.resolve() / f".{self.warehouse.stem}.publications"
 
     @property
@@ -272,6 +290,7 @@ class Publications:
         for path, name, legacy in (
             (self.warehouse, DATABASE, self._legacy_database()),
             (self.reports, REPORTS, self._legacy_reports()),
+            (self.exports, EXPORTS, None),
         ):
             if not path.exists() and not path.is_symlink():
                 continue
@@ -294,8 +313,12 @@ class Publications:
         (workspace / REPORTS).mkdir(parents=True)
         if self.current_run():
             database, reports = self.current / DATABASE, self.current / REPORTS
+            exports = self.current / EXPORTS
+            if exports.is_dir():  # hard links: as cheap for a year of exports as for one
+                shutil.copytree(exports, workspace / EXPORTS, symlinks=True, copy_function=os.link)
         else:
             database, reports = self._legacy_database(), self._legacy_reports()
+        (workspace / EXPORTS).mkdir(exist_ok=True)
         if database is not None:
             shutil.copyfile(database, workspace / DATABASE)
             wal = database.with_name(database.name + ".wal")  # left by a process that wrote it and died
@@ -326,13 +349,19 @@ class Publications:
         the machine right after the rename finds the new publication whole. Nothing after the rename
         raises: from there on the run is published, and what is left to tidy is logged if it fails.
         """
-        for path in (workspace.database, *sorted(workspace.reports.rglob("*"))):
-            if path.is_file():
+        for path in (
+            workspace.database,
+            *sorted(workspace.reports.rglob("*")),
+            *_new_files(workspace.exports),
+        ):
+            if path.is_file() and not path.is_symlink():
                 _fsync(path)
-        _fsync(workspace.reports)
+        for folder in (workspace.reports, *sorted(p for p in workspace.exports.rglob("*") if p.is_dir())):
+            _fsync(folder)
+        _fsync(workspace.exports)
         _fsync(workspace.directory)
         legacy = (self._legacy_database(), self._legacy_reports())
-        for path, name in ((self.warehouse, DATABASE), (self.reports, REPORTS)):
+        for path, name in ((self.warehouse, DATABASE), (self.reports, REPORTS), (self.exports, EXPORTS)):
             if not path.exists() and not path.is_symlink():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 _link(path, self.current / name)  # new paths point through `current` before it exists
@@ -347,7 +376,7 @@ class Publications:
                 shutil.rmtree(self.root / previous, ignore_errors=True)
         except OSError as error:
             log(f"published {workspace.run_id}; tidying afterwards failed, the next run tries again: {error}")
-        return Published(workspace.run_id, self.warehouse, self.reports, previous)
+        return Published(workspace.run_id, self.warehouse, self.reports, self.exports, previous)
 
     def _replace_legacy(self, database: Path | None, reports: Path | None, run_id: str) -> None:
         """Replace a warehouse file and report folder from before publications (both copied into the first

@@ -431,5 +431,61 @@ CUSTOMER_HISTORY = Table(
     "View: a customer's segment in every run, with the run's lineage and the features that placed them.",
     {**SEGMENT_HISTORY.columns, **AUDIT_RUNS.columns},
 )
+AUDIENCE_MEMBERS = Table(
+    "marts",
+    "audience_members",
+    "The customers of every named audience in the published run, and whether each is held out as control.",
+    {
+        "audience": "the audience's name, as the exports settings define it",
+        "customer_id": _LINE_COLUMNS["customer_id"],
+        "holdout": "true when the customer is in the audience's control group: not to be contacted",
+        "run_id": "the run that built the audience",
+    },
+)
+AUDIENCE_HISTORY = Table(
+    "audit",
+    "audience_history",
+    "Every run's audience members and control groups, so a campaign's lift can be measured later "
+    "(never overwritten).",
+    {"run_id": "the run", **{k: v for k, v in AUDIENCE_MEMBERS.columns.items() if k != "run_id"}},
+)
+EXPORT_FILES = Table(
+    "audit",
+    "exports",
+    "Every file every run exported for the CRM, with its rows, size and SHA-256, as its manifest lists it.",
+    {
+        "run_id": "the run that wrote the file",
+        "path": "the file, relative to the exports folder",
+        "rows": "data rows in the file",
+        "bytes": "the file's size",
+        "sha256": "SHA-256 of the file's bytes",
+    },
+)
+ERASURES = Table(
+    "audit",
+    "erasures",
+    "Every erasure of a customer (python -m retail_seg erase customer ID): when, and how much was removed "
+    "from where; never who.",
+    {
+        "erasure_id": "a random id of the erasure",
+        "erased_at": "when the erasure was published (UTC)",
+        "rows_by_table": "rows removed from each table (JSON)",
+        "lake_files": "the lake's partition files rewritten without the customer",
+        "lake_lines": "lines removed from them",
+        "export_files": "export files rewritten without the customer",
+    },
+)
+RETENTION = Table(
+    "audit",
+    "retention",
+    "What retention removed of earlier runs (per-customer history, export folders), when and by which run.",
+    {
+        "applied_at": "when the removal was made (UTC)",
+        "by_run": "the run that applied the retention settings",
+        "run_id": "the earlier run whose data was removed (its record in audit.runs stays)",
+        "what": "what was removed: a table's rows, or an exports folder's files",
+        "rows": "how many rows (or files)",
+    },
+)
 
 SCHEMAS = ("raw", "staging", "marts", "reports", "audit")

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from retail_seg.defs import audit, eda, marts, reports, staging, value
+from retail_seg.defs import audit, eda, exports, marts, reports, staging, value
 from retail_seg.defs.metadata import DATA_ENGINEERING, layer_tags
 from retail_seg.defs.resources import Warehouse
 
@@ -18,6 +18,7 @@ BUILT = [
     audit.segment_history,
     audit.segment_migration,
     reports.segment_report,
+    exports.audiences,
 ]
 
 

@@ -1,6 +1,7 @@
 """Resources: where the pipeline reads its source and writes its warehouse and report."""
 
 import datetime as dt
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -72,13 +73,20 @@ class Warehouse(DuckDBResource):
         description="Where the published report folder (index.html and its figures) appears: a link to "
         "the current publication's.",
     )
+    exports: str = Field(
+        default="",
+        description="Where the published CRM exports (segments, audiences, manifests) appear: a link to the "
+        "current publication's; empty means a folder `exports` beside the warehouse file.",
+    )
     memory_limit: str = Field(
         default=settings.MEMORY_LIMIT.default,
         description="DuckDB's memory limit, e.g. '2GB' or '8GB'; past it DuckDB spills to disk.",
     )
 
     def publications(self) -> Publications:
-        return Publications(Path(self.database), Path(self.reports))
+        return Publications(
+            Path(self.database), Path(self.reports), Path(self.exports) if self.exports else None
+        )
 
     def lake(self) -> Lake:
         """The history's accepted loads, beside the warehouse."""
@@ -164,6 +172,13 @@ class Warehouse(DuckDBResource):
         if run_id is None:
             return Path(self.reports).expanduser()
         return self._workspace(run_id).reports
+
+    def exports_folder(self) -> Path:
+        """Where this run writes its exports, beside the kept runs' (outside a run: the published folder)."""
+        run_id = _run_id()
+        if run_id is None:
+            return self.publications().exports
+        return self._workspace(run_id).exports
 
     def scratch_folder(self) -> Path | None:
         """Room for this run's temporary files (source snapshots), beside its warehouse."""
@@ -335,6 +350,8 @@ def production_resources() -> dict[str, dg.ConfigurableResource]:
         "warehouse": Warehouse(
             database=_configured(settings.WAREHOUSE),
             reports=_configured(settings.REPORTS),
+            # Unset, the exports sit beside the warehouse, wherever RETAIL_SEG_WAREHOUSE puts it.
+            exports=_configured(settings.EXPORTS) if os.environ.get(settings.EXPORTS.variable) else "",
             memory_limit=_configured(settings.MEMORY_LIMIT),
         ),
         "landing": LandingFolder(path=_configured(settings.INCOMING)),
