@@ -222,7 +222,7 @@ def _stored_ids(conn, given: str) -> list[str]:
 def _erase_customer(args: argparse.Namespace) -> int:
     import duckdb
 
-    from retail_seg.core.erasure import ErasureIncomplete, compact, erase_customer, tables_holding
+    from retail_seg.core.erasure import ErasureIncomplete, compact, erase_customer, locate
     from retail_seg.core.lake import Lake
     from retail_seg.core.publication import Owner
 
@@ -240,11 +240,14 @@ def _erase_customer(args: argparse.Namespace) -> int:
         workspace = publications.begin(erasure_id)
         try:
             with duckdb.connect(str(workspace.database)) as conn:
-                stored = [form for form in _stored_ids(conn, args.customer_id) if tables_holding(conn, form)]
+                lake = Lake(publications.warehouse)
+                stored = [
+                    form
+                    for form in _stored_ids(conn, args.customer_id)
+                    if locate(conn, form, lake, workspace.exports)
+                ]
                 erasures = [
-                    erase_customer(
-                        conn, form, Lake(publications.warehouse), workspace.exports, dt.datetime.now(dt.UTC)
-                    )
+                    erase_customer(conn, form, lake, workspace.exports, dt.datetime.now(dt.UTC))
                     for form in stored
                 ]
             if not stored:

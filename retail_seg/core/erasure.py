@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import io
 import json
 import os
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
 
-from retail_seg.core.exports import MANIFEST, Manifest, described
+from retail_seg.core.exports import MANIFEST, AudienceCounts, Manifest, described
+from retail_seg.core.lake import LINES, REJECTED, Lake
 from retail_seg.core.lake import MANIFEST as LOAD_MANIFEST
-from retail_seg.core.lake import Lake
+from retail_seg.core.parsing import customer_key_sql
 from retail_seg.core.tables import ERASURES, EXPORT_FILES, SCHEMAS
 from retail_seg.core.warehouse import ensure_schemas, exists, transaction
 
@@ -48,91 +48,125 @@ class ErasureIncomplete(RuntimeError):
     """The customer is still somewhere after every place was cleared: nothing is published."""
 
 
-def _customer_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
-    """Every base table of the layer schemas with a customer_id column (views derive from the lake)."""
+# A customer id as every table keys it: a rejected line keeps the id as its file wrote it ("17850.0",
+# " 17850"), a clean one the key (`parsing.customer_key_sql`); both are the same customer.
+_KEY = customer_key_sql("CAST(customer_id AS VARCHAR)")
+
+
+def _customer_tables(conn: duckdb.DuckDBPyConnection, kinds: tuple[str, ...] = ("BASE TABLE",)) -> list[str]:
+    """Every table (or view) of the layer schemas with a customer_id column."""
     rows = conn.execute(
         "SELECT c.table_schema || '.' || c.table_name FROM information_schema.columns c "
         "JOIN information_schema.tables t USING (table_schema, table_name) "
-        "WHERE c.column_name = 'customer_id' AND t.table_type = 'BASE TABLE' "
+        "WHERE c.column_name = 'customer_id' AND list_contains(?, t.table_type) "
         "AND c.table_schema IN (SELECT unnest(?)) ORDER BY 1",
-        [list(SCHEMAS)],
+        [list(kinds), list(SCHEMAS)],
     ).fetchall()
     return [name for (name,) in rows]
 
 
-def tables_holding(conn: duckdb.DuckDBPyConnection, customer_id: str) -> list[str]:
-    """Every column of every table or view (the history's views read the lake) where a text value is
-    exactly `customer_id`: where the customer still is. One scan per table."""
-    rows = conn.execute(
-        "SELECT table_schema || '.' || table_name, list(column_name ORDER BY ordinal_position) "
-        "FROM information_schema.columns WHERE data_type = 'VARCHAR' AND table_schema IN (SELECT unnest(?)) "
-        "GROUP BY 1 ORDER BY 1",
-        [list(SCHEMAS)],
-    ).fetchall()
-    found = []
-    for table, columns in rows:
-        counts = ", ".join(f'count(*) FILTER ("{c}" = $id)' for c in columns)
-        hits = conn.execute(f"SELECT {counts} FROM {table}", {"id": customer_id}).fetchone()
-        found += [f"{table}.{column}" for column, hit in zip(columns, hits, strict=True) if hit]
-    return found
+def tables_holding(conn: duckdb.DuckDBPyConnection, customer_id: str, views: bool = True) -> list[str]:
+    """Every table (and view: the history's read the lake) whose customer_id is the customer, in any of
+    the spellings a file may give it. Only customer keys are compared: an id that is also some product's
+    code is not the customer."""
+    kinds = ("BASE TABLE", "VIEW") if views else ("BASE TABLE",)
+    return [
+        table
+        for table in _customer_tables(conn, kinds)
+        if conn.execute(f"SELECT count(*) FROM {table} WHERE {_KEY} = ?", [customer_id]).fetchone()[0]
+    ]
 
 
-def _rewrite_parquet(conn: duckdb.DuckDBPyConnection, path: Path, customer_id: str) -> int:
-    """Rewrite a Parquet file without the customer's rows, by a rename; the rows removed."""
+def _parquet_count(conn: duckdb.DuckDBPyConnection, path: Path, customer_id: str) -> int:
     columns = [
         row[0] for row in conn.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()
     ]
     if "customer_id" not in columns:
         return 0
-    (found,) = conn.execute(
-        "SELECT count(*) FROM read_parquet(?) WHERE customer_id = ?", [str(path), customer_id]
-    ).fetchone()
+    sql = f"SELECT count(*) FROM read_parquet(?) WHERE {_KEY} = ?"
+    return int(conn.execute(sql, [str(path), customer_id]).fetchone()[0])
+
+
+def _parquet_without(conn: duckdb.DuckDBPyConnection, path: Path, customer_id: str, staged: Path) -> int:
+    """Write `path` without the customer's rows to `staged`; the rows left out (0: nothing written)."""
+    found = _parquet_count(conn, path, customer_id)
     if found:
-        staged = path.with_name(f".{path.name}.erasing")
         quoted = str(staged).replace("'", "''")
         conn.execute(
-            f"COPY (SELECT * FROM read_parquet(?) WHERE customer_id IS DISTINCT FROM ?) TO '{quoted}' "
+            f"COPY (SELECT * FROM read_parquet(?) WHERE {_KEY} IS DISTINCT FROM ?) TO '{quoted}' "
             "(FORMAT parquet, COMPRESSION zstd)",
             [str(path), customer_id],
         )
-        os.replace(staged, path)
-    return int(found)
+    return found
+
+
+def _csv_rows(path: Path) -> list[list[str]]:
+    with path.open(newline="", encoding="utf-8") as handle:  # quoted newlines stay as they are
+        return list(csv.reader(handle))
+
+
+def _csv_holding(path: Path, customer_id: str) -> int:
+    return sum(1 for row in _csv_rows(path)[1:] if row and row[0] == customer_id)
 
 
 def _rewrite_csv(path: Path, customer_id: str) -> int:
     """Rewrite an export CSV (customer_id first) without the customer's lines, by a rename."""
-    text = path.read_text(encoding="utf-8")
-    rows = list(csv.reader(io.StringIO(text)))
-    kept = [rows[0], *(row for row in rows[1:] if row[0] != customer_id)] if rows else []
+    rows = _csv_rows(path)
+    kept = [rows[0], *(row for row in rows[1:] if not row or row[0] != customer_id)] if rows else []
     removed = len(rows) - len(kept)
     if removed:
-        out = io.StringIO()
-        csv.writer(out, lineterminator="\n").writerows(kept)
         staged = path.with_name(f".{path.name}.erasing")
-        staged.write_text(out.getvalue(), encoding="utf-8")
+        with staged.open("w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle, lineterminator="\n").writerows(kept)
         os.replace(staged, path)
     return removed
 
 
-def _erase_from_lake(conn: duckdb.DuckDBPyConnection, lake: Lake, customer_id: str) -> tuple[int, int]:
-    """Every load's Parquet, accepted, superseded or refused, without the customer; (files, lines)."""
-    files = lines = 0
-    for folder in (lake.loads, lake.refusals):
-        for path in sorted(folder.glob("*/*.parquet")) if folder.is_dir() else []:
-            removed = _rewrite_parquet(conn, path, customer_id)
-            if removed:
-                files, lines = files + 1, lines + removed
-                _recount(path, removed)
-    return files, lines
+@dataclass(frozen=True)
+class _Staged:
+    """A lake file rewritten aside, to be renamed into place once the whole erasure holds."""
+
+    path: Path
+    staged: Path
+    removed: int
+
+
+def _lake_files(lake: Lake) -> list[Path]:
+    """Every Parquet file of every load: accepted, superseded, refused, and their raw lines."""
+    return [
+        p
+        for folder in (lake.loads, lake.refusals)
+        if folder.is_dir()
+        for p in sorted(folder.glob("*/*.parquet"))
+    ]
+
+
+def _stage_lake(conn: duckdb.DuckDBPyConnection, lake: Lake, customer_id: str) -> list[_Staged]:
+    staged = []
+    for path in _lake_files(lake):
+        aside = path.with_name(f".{path.name}.erasing")
+        removed = _parquet_without(conn, path, customer_id, aside)
+        if removed:
+            staged.append(_Staged(path, aside, removed))
+    return staged
+
+
+def _commit_lake(staged: list[_Staged]) -> None:
+    """Rename the rewritten lake files into place (flushed first), and keep each load's counts true."""
+    for entry in staged:
+        with entry.staged.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(entry.staged, entry.path)
+        _recount(entry.path, entry.removed)
 
 
 def _recount(path: Path, removed: int) -> None:
     """Keep a load's counts true to its files: the erased lines are no longer among them."""
     manifest = path.parent / LOAD_MANIFEST
-    if not manifest.is_file():
+    field = {LINES: "clean", REJECTED: "rejected"}.get(path.name)
+    if field is None or not manifest.is_file():
         return
     record = json.loads(manifest.read_text())
-    field = "clean" if path.name.startswith("lines") else "rejected"
     record[field] = max(0, record[field] - removed)
     record["lines"] = max(0, record["lines"] - removed)
     staged = manifest.with_name(f".{manifest.name}.erasing")
@@ -140,20 +174,43 @@ def _recount(path: Path, removed: int) -> None:
     os.replace(staged, manifest)
 
 
+def _run_folders(exports: Path) -> list[Path]:
+    """Each kept run's export folder (not the `latest` link to one of them)."""
+    if not exports.is_dir():
+        return []
+    return sorted(m.parent for m in exports.glob(f"*/{MANIFEST}") if not m.parent.is_symlink())
+
+
+def _export_files_holding(conn: duckdb.DuckDBPyConnection, exports: Path, customer_id: str) -> list[str]:
+    found = []
+    for folder in _run_folders(exports):
+        for path in sorted(p for p in folder.rglob("*") if p.suffix in (".csv", ".parquet")):
+            held = (
+                _csv_holding(path, customer_id)
+                if path.suffix == ".csv"
+                else _parquet_count(conn, path, customer_id)
+            )
+            if held:
+                found.append(str(path.relative_to(exports)))
+    return found
+
+
 def _erase_from_exports(conn: duckdb.DuckDBPyConnection, exports: Path, customer_id: str) -> int:
-    """Every kept run's export files without the customer, their manifests and audit rows made true again."""
+    """Every kept run's export files without the customer; their manifests (files and audience counts)
+    and audit rows made true again."""
     changed = 0
-    for manifest_path in sorted(exports.glob(f"*/{MANIFEST}")) if exports.is_dir() else []:
-        folder = manifest_path.parent
+    for folder in _run_folders(exports):
         manifest = Manifest.read(folder)
         files = []
         for entry in manifest.files:
             path = folder / entry.path
-            removed = (
-                _rewrite_csv(path, customer_id)
-                if path.suffix == ".csv"
-                else _rewrite_parquet(conn, path, customer_id)
-            )
+            if path.suffix == ".csv":
+                removed = _rewrite_csv(path, customer_id)
+            else:
+                aside = path.with_name(f".{path.name}.erasing")
+                removed = _parquet_without(conn, path, customer_id, aside)
+                if removed:
+                    os.replace(aside, path)
             if removed:
                 changed += 1
                 entry = described(folder, path, entry.rows - removed)
@@ -164,48 +221,87 @@ def _erase_from_exports(conn: duckdb.DuckDBPyConnection, exports: Path, customer
                     )
             files.append(entry)
         manifest.files = files
+        manifest.audiences = [_recounted(conn, folder, manifest, a) for a in manifest.audiences]
         manifest.write(folder)
     return changed
+
+
+def _recounted(conn: duckdb.DuckDBPyConnection, folder: Path, manifest: Manifest, audience: AudienceCounts):
+    """An audience's counts as its files now hold them."""
+    rows = {f.path: f.rows for f in manifest.files}
+    changes = folder / "audiences" / f"{audience.name}.changes.parquet"
+    entered, left = (audience.entered, audience.left)
+    if changes.exists():
+        entered, left = conn.execute(
+            "SELECT count(*) FILTER (change = 'entered'), count(*) FILTER (change = 'left') FROM read_parquet(?)",
+            [str(changes)],
+        ).fetchone()
+    return replace(
+        audience,
+        target=rows.get(f"audiences/{audience.name}.csv", audience.target),
+        control=rows.get(f"audiences/{audience.name}.control.csv", audience.control),
+        entered=int(entered),
+        left=int(left),
+    )
+
+
+def locate(conn: duckdb.DuckDBPyConnection, customer_id: str, lake: Lake, exports: Path) -> list[str]:
+    """Every place the customer is: tables and views, lake files (refused loads too), export files."""
+    return [
+        *tables_holding(conn, customer_id),
+        *(str(p) for p in _lake_files(lake) if _parquet_count(conn, p, customer_id)),
+        *_export_files_holding(conn, exports, customer_id),
+    ]
 
 
 def erase_customer(
     conn: duckdb.DuckDBPyConnection, customer_id: str, lake: Lake, exports: Path, now: dt.datetime
 ) -> Erasure:
     """Remove `customer_id` from the warehouse `conn` is on (a run's copy), the lake and `exports` (the
-    run's copy); refuse with ErasureIncomplete if the id is still in any table afterwards."""
+    run's copy). The lake's files are rewritten aside and renamed in only once nothing holds the
+    customer any more; otherwise ErasureIncomplete, and the lake is as it was."""
     ensure_schemas(conn)
     with transaction(conn):
         rows = {
-            table: conn.execute(f"DELETE FROM {table} WHERE customer_id = ?", [customer_id]).fetchone()[0]
+            table: conn.execute(f"DELETE FROM {table} WHERE {_KEY} = ?", [customer_id]).fetchone()[0]
             for table in _customer_tables(conn)
         }
-    lake_files, lake_lines = _erase_from_lake(conn, lake, customer_id)
-    export_files = _erase_from_exports(conn, exports, customer_id)
-    left = tables_holding(conn, customer_id)
-    if left:
-        raise ErasureIncomplete(f"the customer is still in {', '.join(left)}; nothing was published")
+    staged = _stage_lake(conn, lake, customer_id)
+    try:
+        export_files = _erase_from_exports(conn, exports, customer_id)
+        left = [
+            *tables_holding(conn, customer_id, views=False),
+            *(str(s.staged) for s in staged if _parquet_count(conn, s.staged, customer_id)),
+            *_export_files_holding(conn, exports, customer_id),
+        ]
+        if left:
+            raise ErasureIncomplete(f"the customer is still in {', '.join(left)}; nothing was published")
+    except BaseException:
+        for entry in staged:
+            entry.staged.unlink(missing_ok=True)
+        raise
+    _commit_lake(staged)
     erasure = Erasure(
         erasure_id=str(uuid.uuid4()),
         erased_at=now.isoformat(),
         rows_by_table={t: int(n) for t, n in rows.items() if n},
-        lake_files=lake_files,
-        lake_lines=lake_lines,
+        lake_files=len(staged),
+        lake_lines=sum(s.removed for s in staged),
         export_files=export_files,
     )
     conn.execute(
         f"CREATE TABLE IF NOT EXISTS {ERASURES} (erasure_id VARCHAR PRIMARY KEY, erased_at TIMESTAMP, "
         "rows_by_table JSON, lake_files INTEGER, lake_lines BIGINT, export_files INTEGER)"
     )
-    record = asdict(erasure)
     conn.execute(
         f"INSERT INTO {ERASURES} VALUES (?, ?, ?, ?, ?, ?)",
         [
-            record["erasure_id"],
+            erasure.erasure_id,
             now.replace(tzinfo=None),
-            json.dumps(record["rows_by_table"]),
-            lake_files,
-            lake_lines,
-            export_files,
+            json.dumps(erasure.rows_by_table),
+            erasure.lake_files,
+            erasure.lake_lines,
+            erasure.export_files,
         ],
     )
     return erasure

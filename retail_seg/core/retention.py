@@ -84,7 +84,12 @@ def prune_exports(
             "exports keep_runs must be at least 1 (the latest run's exports are the current ones)"
         )
     written = sorted(
-        ((Manifest.read(m.parent).written_at, m.parent) for m in folder.glob(f"*/{MANIFEST}")), reverse=True
+        (
+            (Manifest.read(m.parent).written_at, m.parent)
+            for m in folder.glob(f"*/{MANIFEST}")
+            if not m.parent.is_symlink()  # `latest` names one of them: not another run
+        ),
+        reverse=True,
     )
     latest = (folder / "latest").resolve()
     removals = []
