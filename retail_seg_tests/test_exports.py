@@ -80,7 +80,7 @@ def test_every_file_is_in_the_manifest_with_its_rows_and_checksum(two_runs):
             rows = len(pd.read_csv(folder / path)) if path.endswith(".csv") else len(_read(folder / path))
             assert rows == entry["rows"], path
         recorded = query(workdir, "SELECT path, sha256 FROM audit.exports WHERE run_id = ?", [run_id])
-        assert dict(recorded) == {f"{run_id}/{p}": e["sha256"] for p, e in listed.items()}
+        assert dict(recorded) == {p: e["sha256"] for p, e in listed.items()}
 
 
 def test_each_segment_file_holds_exactly_its_customers(two_runs):

@@ -216,8 +216,9 @@ def _erase_from_exports(conn: duckdb.DuckDBPyConnection, exports: Path, customer
                 entry = described(folder, path, entry.rows - removed)
                 if exists(conn, EXPORT_FILES):
                     conn.execute(
-                        f"UPDATE {EXPORT_FILES} SET rows = ?, bytes = ?, sha256 = ? WHERE path = ?",
-                        [entry.rows, entry.bytes, entry.sha256, f"{folder.name}/{entry.path}"],
+                        f"UPDATE {EXPORT_FILES} SET rows = ?, bytes = ?, sha256 = ? "
+                        "WHERE run_id = ? AND path = ?",
+                        [entry.rows, entry.bytes, entry.sha256, folder.name, entry.path],
                     )
             files.append(entry)
         manifest.files = files
@@ -233,7 +234,8 @@ def _recounted(conn: duckdb.DuckDBPyConnection, folder: Path, manifest: Manifest
     entered, left = (audience.entered, audience.left)
     if changes.exists():
         entered, left = conn.execute(
-            "SELECT count(*) FILTER (change = 'entered'), count(*) FILTER (change = 'left') FROM read_parquet(?)",
+            "SELECT count(*) FILTER (change = 'entered'), count(*) FILTER (change = 'left') "
+            "FROM read_parquet(?)",
             [str(changes)],
         ).fetchone()
     return replace(

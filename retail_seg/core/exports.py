@@ -374,6 +374,6 @@ def _record(conn: duckdb.DuckDBPyConnection, run_id: str, folder: Path, manifest
         )
         conn.executemany(
             f"INSERT INTO {EXPORT_FILES} VALUES (?, ?, ?, ?, ?)",
-            [(run_id, f"{run_id}/{f.path}", f.rows, f.bytes, f.sha256) for f in manifest.files],
+            [(run_id, f.path, f.rows, f.bytes, f.sha256) for f in manifest.files],
         )
     publish(conn, AUDIENCE_MEMBERS)
