@@ -34,10 +34,12 @@ ALL_ASSETS = {
 }
 
 
-def resources(source: Path, workdir: Path) -> dict[str, dg.ConfigurableResource]:
-    """The pipeline's resources on `source`, writing under `workdir`."""
+def resources(
+    source: Path, workdir: Path, mappings: Path | None = None
+) -> dict[str, dg.ConfigurableResource]:
+    """The pipeline's resources on `source`, writing under `workdir` (`mappings`: the user's own)."""
     return {
-        "source": SourceFile(path=str(source)),
+        "source": SourceFile(path=str(source), **({"mappings": str(mappings)} if mappings else {})),
         "landing": LandingFolder(path=str(workdir / "incoming")),
         "warehouse": Warehouse(database=str(workdir / "warehouse.duckdb"), reports=str(workdir / "reports")),
         "load_rules": LoadRules(),
@@ -47,13 +49,15 @@ def resources(source: Path, workdir: Path) -> dict[str, dg.ConfigurableResource]
 PUBLISHED = [key for asset in ASSETS if asset.partitions_def is None for key in asset.keys]
 
 
-def materialize_all(source: Path, workdir: Path, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+def materialize_all(
+    source: Path, workdir: Path, run_config: dict | None = None, mappings: Path | None = None
+) -> dg.ExecuteInProcessResult:
     """One run over `source`, writing under `workdir`: its new files loaded into the history, then every
     customer re-segmented and published (as `python -m retail_seg run` does)."""
     return dg.materialize(
         ASSETS,
         selection=PUBLISHED,
-        resources=resources(source, workdir),
+        resources=resources(source, workdir, mappings),
         run_config=run_config,
         raise_on_error=False,
     )

@@ -130,7 +130,7 @@ def erased(tmp_path_factory):
 
 
 def test_the_customer_was_everywhere_before(erased):
-    workdir, _, _, _, before, _ = erased
+    _, _, _, _, before, _ = erased
     places = before["places"]
     for where in (
         "marts.customer_segments",

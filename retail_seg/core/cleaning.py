@@ -400,7 +400,11 @@ def build_customers(conn: duckdb.DuckDBPyConnection) -> CustomerBuild:
     A customer's age, gender and country are the values their lines give most often, so one mistyped
     line does not move them.
     """
-    build_candidate(conn, CUSTOMERS, _CUSTOMERS_SQL)
+    from retail_seg.core.customer_tables import customers_sql, history_grain
+
+    build_candidate(
+        conn, CUSTOMERS, customers_sql(conn) if history_grain(conn) == "customers" else _CUSTOMERS_SQL
+    )
     counts = conn.execute(
         f"SELECT count(*), count(age), count(gender) FROM {CUSTOMERS.candidate}"
     ).fetchall()[0]

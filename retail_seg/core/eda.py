@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 
 from retail_seg.core.features import ENGINEERED_COLUMNS, RFM_COLUMNS
+from retail_seg.core.parsing import literal
 from retail_seg.core.tables import CUSTOMER_FEATURES, CUSTOMERS, STAGING_TRANSACTIONS, Table
+from retail_seg.core.warehouse import column_types, row_count
 
 STATISTICS = (
     "count",
@@ -139,7 +141,7 @@ _DEMOGRAPHICS_SQL = """
                 WHEN c.age IS NULL THEN $unknown
                 ELSE $bands[1 + len(list_filter($starts, lambda start: start <= c.age))]
             END AS age_band,
-            coalesce(c.gender, $unknown) AS gender
+            coalesce(c.gender, $unknown) AS gender{category_columns}
         FROM {features} f LEFT JOIN {customers} c USING (customer_id)
     ),
     grouped AS (
@@ -149,6 +151,7 @@ _DEMOGRAPHICS_SQL = """
         UNION ALL
         SELECT 'gender', gender, count(*), sum(spend), avg(spend), median(spend)
         FROM labelled GROUP BY gender
+        {categories}
     )
     SELECT
         dimension,
@@ -159,7 +162,8 @@ _DEMOGRAPHICS_SQL = """
         CAST(median_spend AS DOUBLE) AS median_spend
     FROM grouped
     ORDER BY
-        dimension = 'gender',
+        dimension <> 'age_band',
+        dimension,
         CASE WHEN dimension = 'age_band' THEN list_position($bands, "group") END,
         "group" = $unknown,
         "group"
@@ -225,9 +229,27 @@ def histogram(
     return conn.execute(sql, {"bins": bins, "log": log}).df()
 
 
+def categories_of(conn: duckdb.DuckDBPyConnection, customers: Table) -> list[str]:
+    """The categories a customer table declares (education, marital status...), as `staging.customers`
+    holds them beside the demographics every source may have."""
+    fixed = {"customer_id", "gender", "country"}
+    return [name for name, kind in column_types(conn, customers) if kind == "VARCHAR" and name not in fixed]
+
+
 def spend_by_demographics(conn: duckdb.DuckDBPyConnection, features: Table, customers: Table) -> pd.DataFrame:
-    """Customers and net spend per age band and per gender, long format, unknown groups last."""
-    sql = _DEMOGRAPHICS_SQL.format(features=features, customers=customers)
+    """Customers and net spend per age band, per gender and per declared category (a customer table's
+    education, marital status...), long format, unknown groups last."""
+    categories = categories_of(conn, customers)
+    sql = _DEMOGRAPHICS_SQL.format(
+        features=features,
+        customers=customers,
+        category_columns="".join(f", coalesce(c.{_quote(c)}, $unknown) AS {_quote(c)}" for c in categories),
+        categories="".join(
+            f"UNION ALL SELECT {literal(c)}, {_quote(c)}, count(*), sum(spend), avg(spend), median(spend) "
+            f"FROM labelled GROUP BY {_quote(c)} "
+            for c in categories
+        ),
+    )
     params = {"bands": list(AGE_BANDS), "starts": list(_AGE_BAND_STARTS), "unknown": UNKNOWN}
     return conn.execute(sql, params).df()
 
@@ -282,18 +304,44 @@ class Exploration:
 def explore(conn: duckdb.DuckDBPyConnection) -> Exploration:
     """Summary statistics of every numeric variable, the key distributions, spend by age band and gender,
     and spend per month, each aggregated inside DuckDB."""
+    has_lines = row_count(conn, STAGING_TRANSACTIONS) > 0
+    known = {name for name, _ in column_types(conn, CUSTOMER_FEATURES)}
+    declared = [
+        name
+        for name, kind in column_types(conn, CUSTOMER_FEATURES)
+        if kind == "DOUBLE" and name not in (*CUSTOMER_VARIABLES, "monetary")
+    ]
+    present = tuple(
+        v
+        for v in CUSTOMER_VARIABLES
+        if v in known and conn.execute(f"SELECT count({_quote(v)}) FROM {CUSTOMER_FEATURES}").fetchone()[0]
+    )
     summary = pd.concat(
         [
-            summarize_numeric(conn, STAGING_TRANSACTIONS, TRANSACTION_VARIABLES, "transaction"),
-            summarize_numeric(conn, CUSTOMER_FEATURES, CUSTOMER_VARIABLES, "customer"),
+            *(
+                [summarize_numeric(conn, STAGING_TRANSACTIONS, TRANSACTION_VARIABLES, "transaction")]
+                if has_lines
+                else []
+            ),
+            *(
+                [summarize_numeric(conn, CUSTOMER_FEATURES, (*present, *declared), "customer")]
+                if present or declared
+                else []
+            ),
             summarize_numeric(conn, CUSTOMERS, ("distinct_products", "age"), "customer"),
         ],
         ignore_index=True,
     )
+    distributions = [
+        d
+        for d in DISTRIBUTIONS
+        if (d.table == STAGING_TRANSACTIONS and has_lines)
+        or (d.table == CUSTOMER_FEATURES and d.column in present)
+    ] + [Distribution(name.replace("_", " "), CUSTOMER_FEATURES, name, False) for name in declared]
     return Exploration(
         summary=summary,
         histograms={
-            d.label: histogram(conn, d.table, d.column, log=d.log, where=d.where) for d in DISTRIBUTIONS
+            d.label: histogram(conn, d.table, d.column, log=d.log, where=d.where) for d in distributions
         },
         demographics=spend_by_demographics(conn, CUSTOMER_FEATURES, CUSTOMERS),
         monthly=spend_by_month(conn, STAGING_TRANSACTIONS),

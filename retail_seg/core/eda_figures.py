@@ -76,6 +76,16 @@ def spend_by_gender(table: pd.DataFrame) -> Figure:
     return _spend_bars(table[table["dimension"] == "gender"], "Mean net spend by gender", "gender")
 
 
+def spend_by_category(dimension: str):
+    """A drawer of mean net spend per group of a declared category (education, marital status...)."""
+    words = dimension.replace("_", " ")
+
+    def draw(table: pd.DataFrame) -> Figure:
+        return _spend_bars(table[table["dimension"] == dimension], f"Mean net spend by {words}", words)
+
+    return draw
+
+
 def monthly_revenue(table: pd.DataFrame) -> Figure:
     """Net revenue per month, with active customers on a second axis, from `spend_by_month()`."""
     if table.empty:
@@ -102,22 +112,40 @@ def monthly_revenue(table: pd.DataFrame) -> Figure:
 def eda_figures(exploration: Exploration, features: pd.DataFrame) -> Captioned:
     """Distributions, revenue by month, the RFM grid, and spend by age band and gender where the source
     has demographics (not a chart of "unknown")."""
+    logged = {d.label for d in DISTRIBUTIONS if d.log} & set(exploration.histograms)
     figures: Captioned = {
         "eda_histograms": (
             "Distributions of the key variables",
-            histograms(exploration.histograms, log_x={d.label for d in DISTRIBUTIONS if d.log}),
-        ),
-        "monthly_revenue": (
+            histograms(exploration.histograms, log_x=logged),
+        )
+    }
+    # A customer table has no lines to count by month, and maybe no R/F/M to grid.
+    if not exploration.monthly.empty:
+        figures["monthly_revenue"] = (
             "Net revenue and active customers by month",
             monthly_revenue(exploration.monthly),
-        ),
-        "rfm_heatmap": ("RFM grid: mean net spend per R × F cell", rfm_heatmap(features)),
-    }
+        )
+    if features["r_score"].notna().any():
+        figures["rfm_heatmap"] = ("RFM grid: mean net spend per R × F cell", rfm_heatmap(features))
     demographics = exploration.demographics
-    for dimension, name, caption, draw in (
+    if demographics["mean_spend"].isna().all():
+        return figures  # no spend to compare groups by
+    dimensions = [
         ("age_band", "spend_by_age_band", "Mean net spend by age band", spend_by_age_band),
         ("gender", "spend_by_gender", "Mean net spend by gender", spend_by_gender),
-    ):
+    ]
+    for dimension in demographics["dimension"].unique():
+        if dimension not in ("age_band", "gender"):
+            words = dimension.replace("_", " ")
+            dimensions.append(
+                (
+                    dimension,
+                    f"spend_by_{dimension}",
+                    f"Mean net spend by {words}",
+                    spend_by_category(dimension),
+                )
+            )
+    for dimension, name, caption, draw in dimensions:
         groups = demographics[demographics["dimension"] == dimension]
         if (groups["group"] != UNKNOWN).any():
             figures[name] = (caption, draw(groups))

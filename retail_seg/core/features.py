@@ -9,7 +9,7 @@ import duckdb
 
 from retail_seg.core.rfm import quintile_scores_sql, segment_sql
 from retail_seg.core.tables import CUSTOMER_FEATURES, STAGING_TRANSACTIONS
-from retail_seg.core.warehouse import build_candidate, row_count
+from retail_seg.core.warehouse import bound, build_candidate, row_count
 
 RFM_COLUMNS = ("recency_days", "frequency", "monetary")
 ENGINEERED_COLUMNS = (
@@ -100,6 +100,34 @@ class FeatureBuild:
     customers: int
     without_purchase: int
     non_positive_spend: int
+
+
+def build_table_features(conn: duckdb.DuckDBPyConnection, as_of: dt.date | None = None) -> FeatureBuild:
+    """`marts.customer_features`'s candidate from a history of customer tables (`customer_tables`): the
+    same features, by the same SQL, from the recency, frequency and spend the tables state, and the
+    tables' declared features beside them. As of the tables' own date unless `as_of` says otherwise."""
+    from retail_seg.core import customer_tables
+
+    chosen = as_of or conn.execute(f"SELECT max(as_of) FROM {customer_tables.CUSTOMER_TABLE}").fetchone()[0]
+    rfm = customer_tables.has_rfm(conn)
+    if rfm:
+        sql = customer_tables.per_customer_sql()
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE _per_customer AS {sql}", {"as_of": chosen})
+    try:
+        sql = customer_tables.features_sql(conn, _FEATURES_SQL if rfm else None)
+        build_candidate(conn, CUSTOMER_FEATURES, sql, bound(sql, {"as_of": chosen}))
+        excluded = (0, 0)
+        if rfm:
+            excluded = conn.execute(
+                "SELECT count(*) FILTER (WHERE frequency = 0), "
+                "count(*) FILTER (WHERE frequency > 0 AND round(monetary, 2) <= 0) FROM _per_customer"
+            ).fetchall()[0]
+    finally:
+        conn.execute("DROP TABLE IF EXISTS _per_customer")
+    customers = row_count(conn, CUSTOMER_FEATURES.candidate)
+    return FeatureBuild(
+        as_of=chosen, customers=customers, without_purchase=excluded[0], non_positive_spend=excluded[1]
+    )
 
 
 def build_customer_features(conn: duckdb.DuckDBPyConnection, as_of: dt.date | None = None) -> FeatureBuild:

@@ -15,7 +15,7 @@ from sklearn.decomposition import PCA
 
 from retail_seg.core.audit import Migration
 from retail_seg.core.hierarchical import WardTree
-from retail_seg.core.segmentation import SegmentedCustomers, model_matrix
+from retail_seg.core.segmentation import SegmentedCustomers, clustered_features, model_matrix
 
 # Figures an asset draws: file name → (caption, figure).
 Captioned = dict[str, tuple[str, Figure]]
@@ -82,6 +82,27 @@ def cluster_scatter(
     right.set_title("Frequency vs spend")
     right.legend(title="segment", markerscale=3, loc="lower right", fontsize="small")
     fig.suptitle(f"Customer segments ({len(features):,} customers)")
+    return fig
+
+
+def feature_scatter(
+    features: pd.DataFrame, axes: list[str], segments: pd.Series, order: list[str], max_points: int = 20_000
+) -> Figure:
+    """Customers on two of the features they were clustered on (a customer table without R/F/M), by
+    segment: for the Mall table, the textbook's income against spending score."""
+    data = features.assign(segment=segments.to_numpy())
+    if len(data) > max_points:
+        data = data.sample(max_points, random_state=0)
+    x, y = (axes + axes)[:2]
+    fig = Figure(figsize=(7.5, 5), layout="constrained")
+    ax = fig.subplots()
+    for name, colour in colours(order).items():
+        group = data[data["segment"] == name]
+        ax.scatter(group[x], group[y], s=14, alpha=0.7, color=colour, label=name)
+    ax.set_xlabel(x.replace("_", " "))
+    ax.set_ylabel(y.replace("_", " "))
+    ax.legend(title="segment", fontsize="small")
+    ax.set_title(f"Customer segments ({len(features):,} customers)")
     return fig
 
 
@@ -255,6 +276,11 @@ def segmentation_figures(
             "cluster_scatter": (
                 "Customers by recency, frequency and spend",
                 cluster_scatter(placed, placed["segment"], order),
+            )
+            if placed["monetary"].notna().any()
+            else (
+                "Customers by the features they were clustered on",
+                feature_scatter(placed, clustered_features(model)[:2], placed["segment"], order),
             ),
             "pca_scatter": ("Segments in the model's feature space (PCA)", projected),
         },

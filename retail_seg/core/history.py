@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import duckdb
 
 from retail_seg.core.cleaning import lines_sharing_a_key_hash_sql
+from retail_seg.core.customer_tables import FLAGS, TABLE_ROWS, build_customer_table
 from retail_seg.core.lake import Lake, LoadRecord
 from retail_seg.core.mappings import CANONICAL as RAW_COLUMNS
 from retail_seg.core.mappings import LINE_COLUMNS
@@ -93,6 +94,10 @@ class History:
         """One checksum for the history: over each file's key and the checksum of its accepted bytes."""
         listing = "\n".join(f"{r.key}:{r.sha256}" for r in sorted(self.loads, key=lambda r: r.key))
         return hashlib.sha256(listing.encode()).hexdigest()
+
+
+class MixedGrains(ValueError):
+    """A lake holding both customer tables and files of lines: a history is one or the other."""
 
 
 def _files(paths: list[str]) -> str:
@@ -243,8 +248,19 @@ def build_history(
     ensure_schemas(conn)
     conn.execute(f"CREATE TABLE IF NOT EXISTS {LOAD_EVENTS} ({LOAD_EVENTS_SCHEMA})")
     loads = tuple(sorted(lake.accepted().values(), key=lambda r: (r.loaded_at, r.load_id)))
+    tables = [
+        (lake.loads / r.load_id / TABLE_ROWS, lake.loads / r.load_id / FLAGS, i) for i, r in enumerate(loads)
+    ]
+    tables = [t for t in tables if t[0].exists()]
+    if tables and len(tables) < len(loads):
+        raise MixedGrains(
+            "one history, one grain: the lake holds customer tables ("
+            + ", ".join(sorted(r.key for r in loads if (lake.loads / r.load_id / TABLE_ROWS).exists()))
+            + ") and files of transaction lines; give the customer tables a warehouse of their own "
+            "(RETAIL_SEG_WAREHOUSE)"
+        )
     events = _events(conn, lake, loads)
-    clean = [str(lake.files(r)[0]) for r in loads]
+    clean = [str(lake.files(r)[0]) for r in loads if lake.files(r)[0].exists()]
     rejected = [str(lake.files(r)[1]) for r in loads if lake.files(r)[1].exists()]
     quantities = [str(lake.quantities(r)) for r in loads if lake.quantities(r).exists()]
     ranks = ", ".join(f"({literal(r.load_id)}, {i}, {literal(r.source_file)})" for i, r in enumerate(loads))
@@ -301,6 +317,15 @@ def build_history(
                     )
                     for r in loads
                 ],
+            )
+        replaced = build_customer_table(conn, tables)
+        if replaced:
+            events.append(
+                LoadEvent(
+                    "replaced",
+                    loads[-1],
+                    f"{replaced:,} customers listed by more than one table: each keeps the row of the latest",
+                )
             )
         _record_events(conn, run_id, events)
     [(duplicates,)] = conn.execute(

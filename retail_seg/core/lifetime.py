@@ -282,10 +282,39 @@ class ValueBuild:
     not_fitted: str = ""
 
 
+NO_HISTORY = (
+    "the source is a customer table, one row per customer: lifetime value and churn risk need each "
+    "customer's purchases over time, which it does not hold"
+)
+
+
+def _without_value(
+    conn, summary: pd.DataFrame, settings: ValueSettings, repeat_buyers: int, why: str
+) -> ValueBuild:
+    """Every customer keeps a row, with no value: the segments go ahead, named without churn risk."""
+    empty = {
+        c: np.nan for c in ("p_alive", "churn_risk", "expected_purchases", "expected_order_value", "clv")
+    }
+    build_candidate_from_frame(conn, CUSTOMER_VALUE, summary.assign(**empty))
+    settings_rows = [("settings", name, float(v)) for name, v in settings.__dict__.items()]
+    build_candidate_from_frame(
+        conn, VALUE_MODELS, pd.DataFrame(settings_rows, columns=["model", "parameter", "value"])
+    )
+    return ValueBuild(None, None, len(summary), repeat_buyers, why)
+
+
 def build_customer_value(conn, settings: ValueSettings = ValueSettings()) -> ValueBuild:
     """Build the candidates of `marts.customer_value` and `marts.value_models` for every featured customer,
     from the staged lines up to the features' as-of date."""
+    from retail_seg.core.customer_tables import history_grain
+
     [(as_of,)] = conn.execute(f"SELECT max(as_of) FROM {CUSTOMER_FEATURES}").fetchall()
+    if history_grain(conn) == "customers":
+        summary = conn.execute(
+            'SELECT customer_id, NULL::DOUBLE AS x, NULL::DOUBLE AS t_x, NULL::DOUBLE AS "T", '
+            f"NULL::DOUBLE AS m_x FROM {CUSTOMER_FEATURES}"
+        ).df()
+        return _without_value(conn, summary, settings, 0, NO_HISTORY)
     lines = (
         f"SELECT customer_id, invoice_date, line_total FROM {STAGING_TRANSACTIONS} "
         f"SEMI JOIN {CUSTOMER_FEATURES} USING (customer_id)"
@@ -295,16 +324,7 @@ def build_customer_value(conn, settings: ValueSettings = ValueSettings()) -> Val
     try:
         value, purchases, spend = customer_value(summary, settings)
     except NotFitted as why:
-        # Every customer keeps a row, with no value: the segments go ahead, named without churn risk.
-        empty = {
-            c: np.nan for c in ("p_alive", "churn_risk", "expected_purchases", "expected_order_value", "clv")
-        }
-        build_candidate_from_frame(conn, CUSTOMER_VALUE, summary.assign(**empty))
-        settings_rows = [("settings", name, float(v)) for name, v in settings.__dict__.items()]
-        build_candidate_from_frame(
-            conn, VALUE_MODELS, pd.DataFrame(settings_rows, columns=["model", "parameter", "value"])
-        )
-        return ValueBuild(None, None, len(summary), repeat_buyers, str(why))
+        return _without_value(conn, summary, settings, repeat_buyers, str(why))
     build_candidate_from_frame(
         conn, CUSTOMER_VALUE, summary.merge(value, on="customer_id", validate="one_to_one")
     )

@@ -16,11 +16,12 @@ from pathlib import Path
 import duckdb
 
 from retail_seg.core.cleaning import CleaningResult, clean_transactions
+from retail_seg.core.customer_tables import load_customer_table, recognise
 from retail_seg.core.expectations import GateResult, Outcome
 from retail_seg.core.lake import LINES, QUANTITIES, REJECTED, Lake, LoadRecord, file_key
-from retail_seg.core.mappings import Mapping, SourceFormatError
+from retail_seg.core.mappings import CustomerMapping, Mapping, SourceFormatError
 from retail_seg.core.quality import raw_gate, staging_gate
-from retail_seg.core.sources import SNAPSHOTS, LoadedSource, load_raw
+from retail_seg.core.sources import SNAPSHOTS, LoadedSource, load_raw, snapshot
 from retail_seg.core.tables import RAW_LOADS, RAW_TRANSACTIONS, REJECTED_ROWS, STAGING_TRANSACTIONS
 from retail_seg.core.warehouse import publish, row_count
 
@@ -74,9 +75,11 @@ def load_file(
     id_key: str | None,
     memory_limit: str = "2GB",
     follow_links: bool = True,
+    tables: tuple[CustomerMapping, ...] = (),
 ) -> LoadOutcome:
     """Load one file into the lake; accepted only when the raw and staging gates pass, refused (and kept
-    aside with its lines) otherwise. Nothing in force changes unless the load is accepted."""
+    aside with its lines) otherwise. Nothing in force changes unless the load is accepted. A file whose
+    header is one of `tables`' is a customer table (one row per customer), loaded as such."""
     folder = lake.building(load_id)
     record = LoadRecord(
         load_id=load_id,
@@ -95,7 +98,11 @@ def load_file(
     # A database file of the load's own, not one in memory: its tables are stored compressed, where an
     # in-memory database would hold (and, past the memory limit, spill) every value uncompressed.
     with duckdb.connect(str(folder / "load.duckdb"), config=config) as conn:
-        outcome = _judge(conn, path, folder, record, rules, mappings, id_key, follow_links)
+        recognised = recognise(conn, path, tables) if path.exists() else None
+        if recognised:
+            outcome = _judge_table(conn, path, folder, record, rules, *recognised, id_key, follow_links)
+        else:
+            outcome = _judge(conn, path, folder, record, rules, mappings, id_key, follow_links)
     _remove_scratch(folder)
     if not outcome.accepted:
         gate = outcome.staging_gate if outcome.refused_at == "staging" else outcome.raw_gate
@@ -164,6 +171,53 @@ def _judge(
         (folder / LINES).unlink()  # a refused load keeps what was rejected, with its reasons
         return LoadOutcome(record, gate, staging, cleaning, refused_at="staging")
     return LoadOutcome(record, gate, staging, cleaning)
+
+
+def _judge_table(
+    conn: duckdb.DuckDBPyConnection,
+    path: Path,
+    folder: Path,
+    record: LoadRecord,
+    rules: LoadRules,
+    mapping: CustomerMapping,
+    found: dict[str, str],
+    id_key: str | None,
+    follow_links: bool,
+) -> LoadOutcome:
+    """A customer table's load: typed and judged from a snapshot of the file, the verdict not yet acted on."""
+    (folder / SNAPSHOTS).mkdir(exist_ok=True)
+    try:
+        readable, digest, size = snapshot(path, folder / SNAPSHOTS, follow_links)
+    except SourceFormatError as error:
+        return LoadOutcome(record, _unreadable(path, error), refused_at="raw")
+    table = load_customer_table(
+        conn,
+        readable,
+        path.name,
+        mapping,
+        found,
+        record.load_id,
+        folder,
+        run_date=rules.run_date,
+        id_key=id_key,
+        max_missing_customer_share=rules.max_missing_customer_share,
+        max_unparseable_share=rules.max_unparseable_share,
+        max_rejected_share=rules.max_rejected_share,
+    )
+    record = replace(
+        record,
+        sha256=digest,
+        bytes=size,
+        mapping=mapping.name,
+        lines=table.rows,
+        clean=table.clean,
+        rejected=table.rejected,
+    )
+    if not table.raw_gate.passed:
+        return LoadOutcome(record, table.raw_gate, refused_at="raw")
+    if not table.staging_gate.passed:
+        return LoadOutcome(record, table.raw_gate, table.staging_gate, refused_at="staging")
+    return LoadOutcome(record, table.raw_gate, table.staging_gate)
 
 
 def _remove_scratch(folder: Path) -> None:

@@ -45,6 +45,20 @@ SECTIONS = {
 }
 
 
+# A customer table's mapping: one row per customer, already aggregated (grain = "customers").
+CUSTOMER_ONLY = ("rfm", "features", "categories", "model")
+CUSTOMER_SECTIONS: dict[str, set[str] | None] = {
+    "columns": {"customer_id"},
+    "optional": {"age", "birth_year", "gender", "country", "first_purchase"},
+    "rfm": {"recency_days", "last_purchase", "frequency", "monetary"},
+    "features": None,
+    "categories": None,
+    "model": {"features", "log_transform", "outliers"},
+    "dates": {"formats", "as_of"},
+    "rules": {"oldest_age"},
+}
+
+
 class SourceFormatError(ValueError):
     """A source file that cannot be read as any known export format."""
 
@@ -105,28 +119,41 @@ def _text(path: Path, where: str, value: object) -> str:
     return value
 
 
-def parse_mapping(path: Path) -> Mapping:
-    """Read and check one mapping file."""
+def parse_mapping(path: Path) -> Mapping | CustomerMapping:
+    """Read and check one mapping file: of transaction lines, or (grain = "customers") of a customer table."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise MappingError(f"{path.name}: not valid TOML: {error}") from error
+    known_sections = SECTIONS | CUSTOMER_SECTIONS if raw.get("grain") == "customers" else SECTIONS
     for key, value in raw.items():
         if isinstance(value, dict):
-            if key not in SECTIONS:
+            if key not in known_sections:
                 raise _fail(
-                    path, f"[{key}]", f"unknown section; known: {', '.join(sorted(s for s in SECTIONS if s))}"
+                    path,
+                    f"[{key}]",
+                    f"unknown section; known: {', '.join(sorted(s for s in known_sections if s))}",
                 )
+            if known_sections[key] is None:  # names of the table's own choosing
+                continue
             for inner in value:
-                if inner not in SECTIONS[key]:
+                if inner not in known_sections[key]:
                     raise _fail(
-                        path, f"[{key}] {inner}", f"unknown key; known: {', '.join(sorted(SECTIONS[key]))}"
+                        path,
+                        f"[{key}] {inner}",
+                        f"unknown key; known: {', '.join(sorted(known_sections[key]))}",
                     )
         elif key not in SECTIONS[""]:
             raise _fail(path, key, f"unknown key; known: {', '.join(sorted(SECTIONS['']))}")
     name = _text(path, "name", raw.get("name", path.stem))
-    if raw.get("grain", "transactions") != "transactions":
-        raise _fail(path, "grain", f"only 'transactions' is supported, got {raw['grain']!r}")
+    grain = raw.get("grain", "transactions")
+    if grain == "customers":
+        return parse_customer_mapping(path, raw, name)
+    if grain != "transactions":
+        raise _fail(path, "grain", f"expected 'transactions' or 'customers', got {grain!r}")
+    for section in CUSTOMER_ONLY:
+        if section in raw:
+            raise _fail(path, f"[{section}]", "only a mapping with grain = 'customers' has this section")
     columns = {k: _text(path, f"[columns] {k}", v) for k, v in raw.get("columns", {}).items()}
     optional = {k: _text(path, f"[optional] {k}", v) for k, v in raw.get("optional", {}).items()}
     missing = [c for c in REQUIRED if c not in columns]
@@ -189,14 +216,24 @@ def parse_mapping(path: Path) -> Mapping:
 
 
 def load_mappings(folder: Path | None = None) -> tuple[Mapping, ...]:
-    """The user's mappings in `folder` (first, so one can stand in for a built-in), then the built-in ones."""
+    """The user's transaction mappings in `folder` (first, so one can stand in for a built-in), then the
+    built-in ones."""
+    return tuple(m for m in _all_mappings(folder) if isinstance(m, Mapping))
+
+
+def load_customer_mappings(folder: Path | None = None) -> tuple[CustomerMapping, ...]:
+    """The mappings of tables with one row per customer, the user's first, then the built-in ones."""
+    return tuple(m for m in _all_mappings(folder) if isinstance(m, CustomerMapping))
+
+
+def _all_mappings(folder: Path | None) -> list[Mapping | CustomerMapping]:
     paths = sorted(Path(folder).glob("*.toml")) if folder and Path(folder).is_dir() else []
     mappings = [parse_mapping(p) for p in paths] + [parse_mapping(p) for p in sorted(BUILT_IN.glob("*.toml"))]
     names = [m.name for m in mappings]
     for name in set(names):
         if names.count(name) > 1 and sum(1 for m in mappings[: len(paths)] if m.name == name) > 1:
             raise MappingError(f"mapping {name!r} is declared twice in {folder}")
-    return tuple(mappings)
+    return mappings
 
 
 def detect_mapping(
@@ -230,4 +267,141 @@ def detect_mapping(
         f"{'s' if len(missing) > 1 else ''} {', '.join(repr(m) for m in missing)}; "
         f"the header has {len(header)} column{'s' if len(header) != 1 else ''}, "
         f"{len(present)} of them {closest.name}'s; formats known: {known}"
+    )
+
+
+@dataclass(frozen=True)
+class Category:
+    """A categorical column of a customer table and, when declared, the values it may hold."""
+
+    column: str
+    values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CustomerMapping:
+    """A table with one row per customer: which columns give the id, R/F/M, demographics, other numeric
+    features and categories, and how the features are clustered by default.
+
+    A sum of columns (frequency as the sum of purchase counts, spend as the sum of spend columns) is a
+    list. Without an id column, a customer's id is a hash of their row, stable while the row is.
+    """
+
+    name: str
+    customer_id: str | None
+    optional: dict[str, str] = field(default_factory=dict)
+    recency_days: str | None = None
+    last_purchase: str | None = None
+    frequency: tuple[str, ...] = ()
+    monetary: tuple[str, ...] = ()
+    features: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    categories: dict[str, Category] = field(default_factory=dict)
+    model_features: tuple[str, ...] = ("recency_days", "frequency", "monetary")
+    log_transform: bool = True
+    outliers: str = "cap"
+    description: str = ""
+    delimiter: str | None = None
+    encoding: str | None = None
+    decimal: str = "."
+    date_formats: tuple[str, ...] = ()
+    as_of: str | None = None
+    oldest_age: int = 100
+    personal_customer_id: bool = False
+    source: Path | None = None
+
+    @property
+    def has_rfm(self) -> bool:
+        return bool((self.recency_days or self.last_purchase) and self.frequency and self.monetary)
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """The columns a header must have for this mapping to be its format (each source column once)."""
+        required = {"customer_id": self.customer_id} if self.customer_id else {}
+        for name, value in (("recency_days", self.recency_days), ("last_purchase", self.last_purchase)):
+            if value:
+                required[name] = value
+        for name, sources in (
+            *(("frequency", self.frequency), ("monetary", self.monetary)),
+            *self.features.items(),
+        ):
+            for i, source in enumerate(sources):
+                required[f"{name}#{i}"] = source
+        for name, category in self.categories.items():
+            required[name] = category.column
+        return required
+
+    def wanted(self) -> dict[str, str]:
+        return self.columns | self.optional
+
+    def describe(self) -> str:
+        return f"{self.name} (one row per customer: {', '.join(dict.fromkeys(self.columns.values()))})"
+
+
+def parse_customer_mapping(path: Path, raw: dict, name: str) -> CustomerMapping:
+    """Check the sections of a customer table's mapping (grain = "customers")."""
+    columns, optional, rfm = raw.get("columns", {}), raw.get("optional", {}), raw.get("rfm", {})
+    model, dates, rules = raw.get("model", {}), raw.get("dates", {}), raw.get("rules", {})
+    features = {
+        key: _strings(path, f"[features] {key}", value) for key, value in raw.get("features", {}).items()
+    }
+    categories = {}
+    for key, value in raw.get("categories", {}).items():
+        if isinstance(value, str):
+            categories[key] = Category(value)
+        elif isinstance(value, dict) and set(value) <= {"column", "values"} and "column" in value:
+            categories[key] = Category(
+                _text(path, f"[categories] {key}.column", value["column"]),
+                _strings(path, f"[categories] {key}.values", value.get("values", [])),
+            )
+        else:
+            raise _fail(
+                path, f"[categories] {key}", 'expected a column, or { column = "...", values = [...] }'
+            )
+    taken = {"customer_id", *optional, *CUSTOMER_SECTIONS["rfm"]}
+    clashing = [key for key in (*features, *categories) if key in taken or not key.isidentifier()]
+    if clashing:
+        raise _fail(
+            path, "[features]/[categories]", f"names must be new identifiers, not {', '.join(clashing)}"
+        )
+    rfm_given = [key for key in ("frequency", "monetary") if key in rfm]
+    if rfm and (len(rfm_given) < 2 or not ({"recency_days", "last_purchase"} & set(rfm))):
+        raise _fail(path, "[rfm]", "name recency_days (or last_purchase), frequency and monetary, or none")
+    if not rfm and not features:
+        raise _fail(path, "[features]", "a customer table needs [rfm] or at least one of [features]")
+    outliers = model.get("outliers", "cap")
+    if outliers not in ("cap", "keep"):
+        raise _fail(path, "[model] outliers", f"expected 'cap' or 'keep', got {outliers!r}")
+    default_features = ("recency_days", "frequency", "monetary") if rfm else tuple(features)
+    model_features = _strings(path, "[model] features", model.get("features", list(default_features)))
+    known = {*features, *(CUSTOMER_SECTIONS["rfm"] - {"last_purchase"} if rfm else ())}
+    unknown = [f for f in model_features if f not in known]
+    if unknown:
+        raise _fail(path, "[model] features", f"not features of this table: {', '.join(unknown)}")
+    decimal = raw.get("numbers", {}).get("decimal", ".")
+    if decimal not in (".", ","):
+        raise _fail(path, "[numbers] decimal", f"expected '.' or ',', got {decimal!r}")
+    return CustomerMapping(
+        name=name,
+        description=raw.get("description", ""),
+        customer_id=_text(path, "[columns] customer_id", columns["customer_id"])
+        if "customer_id" in columns
+        else None,
+        optional={k: _text(path, f"[optional] {k}", v) for k, v in optional.items()},
+        recency_days=rfm.get("recency_days"),
+        last_purchase=rfm.get("last_purchase"),
+        frequency=_strings(path, "[rfm] frequency", rfm.get("frequency", [])),
+        monetary=_strings(path, "[rfm] monetary", rfm.get("monetary", [])),
+        features=features,
+        categories=categories,
+        model_features=model_features,
+        log_transform=bool(model.get("log_transform", True)),
+        outliers=outliers,
+        delimiter=raw.get("read", {}).get("delimiter"),
+        encoding=raw.get("read", {}).get("encoding"),
+        decimal=decimal,
+        date_formats=_strings(path, "[dates] formats", dates.get("formats", [])),
+        as_of=str(dates["as_of"]) if "as_of" in dates else None,
+        oldest_age=int(rules.get("oldest_age", 100)),
+        personal_customer_id=bool(raw.get("customer", {}).get("personal", False)),
+        source=path,
     )

@@ -52,6 +52,39 @@ def encode_gender(customers: pd.DataFrame) -> pd.DataFrame:
     return customers.assign(**columns)
 
 
+# Columns of `staging.customers` that are not categories to encode.
+NOT_CATEGORIES = {
+    "customer_id",
+    "age",
+    "gender",
+    "country",
+    "first_seen",
+    "last_seen",
+    "lines",
+    "distinct_products",
+}
+
+
+def encode_categories(customers: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
+    """One-hot columns for each category a customer table declares (education, marital status...), an
+    empty value as its own `unknown` column; and a step per category saying how many columns it became."""
+    categories = [c for c in customers.columns if c not in NOT_CATEGORIES and customers[c].dtype == object]
+    encoded, steps = customers[["customer_id"]].copy(), []
+    for name in categories:
+        values = customers[name].fillna("unknown")
+        for value in sorted(values.unique()):
+            column = f"{name}_" + "".join(ch if ch.isalnum() else "_" for ch in str(value).lower())
+            encoded[column] = (values == value).astype("int8")
+        steps.append(
+            {
+                "feature": name,
+                "one_hot_columns": int(values.nunique()),
+                "unknown": int((values == "unknown").sum()),
+            }
+        )
+    return encoded, steps
+
+
 def iqr_bounds(values: np.ndarray, multiplier: float = 1.5) -> tuple[float, float]:
     """Tukey's fences: [Q1 - m·IQR, Q3 + m·IQR]."""
     q1, q3 = np.percentile(values, [25, 75])
@@ -98,6 +131,10 @@ def preprocess(features: pd.DataFrame, customers: pd.DataFrame | None, choices: 
         people = encode_gender(people).drop(columns="gender")
         ages_imputed = int(people["age_imputed"].sum())
         frame = frame.merge(people, on="customer_id", how="left", validate="one_to_one")
+        encoded, encoding_steps = encode_categories(customers)
+        if encoding_steps:
+            frame = frame.merge(encoded, on="customer_id", how="left", validate="one_to_one")
+            steps += encoding_steps
     return Preprocessed(
         matrix=np.column_stack(columns),
         frame=frame,

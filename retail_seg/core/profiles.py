@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import pandas as pd
 
 from retail_seg.core.features import ENGINEERED_COLUMNS, RFM_COLUMNS
+from retail_seg.core.preprocessing import NOT_CATEGORIES
 
 # Numbers about each customer that `staging.customers` holds rather than the features.
 CUSTOMER_COLUMNS = ("distinct_products",)
+# The feature columns every history has; a customer table's declared features are the others.
+KNOWN_FEATURE_COLUMNS = {
+    "customer_id",
+    *RFM_COLUMNS,
+    *ENGINEERED_COLUMNS,
+    "first_purchase",
+    "last_purchase",
+    "as_of",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_segment",
+}
 
 
 @dataclass(frozen=True)
@@ -136,6 +151,9 @@ def _percentile(values: pd.Series, value: float) -> float:
 
 def segment_numbers(features: pd.DataFrame, clusters: pd.DataFrame) -> pd.DataFrame:
     """Each cluster's `SegmentNumbers`, one row per cluster."""
+    # As floats: a column the source leaves empty (a table without first purchases) is NA, not NaN.
+    numeric = [c for c in (*RFM_COLUMNS, *ENGINEERED_COLUMNS) if c in features]
+    features = features.astype({c: float for c in numeric})
     data = features.merge(clusters, on="customer_id", validate="one_to_one")
     base_gap = typical_gap(features)
     rows = {}
@@ -176,8 +194,45 @@ def _unique_names(labels: list[str]) -> list[str]:
     return names
 
 
-def name_segments(features: pd.DataFrame, clusters: pd.DataFrame) -> pd.DataFrame:
-    """Each cluster's label and segment name (cluster, label, segment), from its numbers against the base."""
+def has_rfm(features: pd.DataFrame) -> bool:
+    """Whether the customers have recency, frequency and spend (a customer table may give other features)."""
+    return bool(features[list(RFM_COLUMNS)].notna().all(axis=1).any())
+
+
+# A cluster's median is high or low for a feature when it sits in the top or bottom third of the base.
+HIGH, LOW = 2 / 3, 1 / 3
+
+
+def standing(features: pd.DataFrame, clusters: pd.DataFrame, clustered: list[str]) -> pd.DataFrame:
+    """Where each cluster's median of each clustered feature sits among all customers (0..1)."""
+    data = features.merge(clusters, on="customer_id", validate="one_to_one")
+    return pd.DataFrame(
+        {
+            feature: data.groupby("cluster")[feature]
+            .median()
+            .map(lambda m, f=feature: _percentile(features[f].dropna(), m))
+            for feature in clustered
+        }
+    )
+
+
+def _level(pct: float) -> str:
+    return "high" if pct >= HIGH else "low" if pct <= LOW else "mid"
+
+
+def name_segments(
+    features: pd.DataFrame, clusters: pd.DataFrame, clustered: list[str] | None = None
+) -> pd.DataFrame:
+    """Each cluster's label and segment name (cluster, label, segment), from its numbers against the base:
+    by recency, frequency and spend where the customers have them, else by where the cluster stands on
+    each clustered feature ("high annual income, low spending score")."""
+    if not has_rfm(features):
+        placed = standing(features, clusters, clustered or [])
+        labels = [
+            ", ".join(f"{_level(row[f])} {f.replace('_', ' ')}" for f in placed.columns) or "customers"
+            for _, row in placed.iterrows()
+        ]
+        return pd.DataFrame({"cluster": placed.index, "label": labels, "segment": _unique_names(labels)})
     numbers = segment_numbers(features, clusters)
     labels = label_clusters(numbers)
     return pd.DataFrame({"cluster": numbers.index, "label": labels, "segment": _unique_names(labels)})
@@ -217,11 +272,47 @@ def recommendation(label: str, profile: pd.Series, numbers: SegmentNumbers) -> s
     return f"{who}; {typical}.{stake} Do: {action.do}. Measure: {measure}."
 
 
+def feature_recommendation(profile: pd.Series, placed: pd.Series) -> str:
+    """What to do with a segment of a table without purchase history: who, where it stands, and a test."""
+    who = f"{profile['customers']:,} customers ({_share(profile['customer_share'])} of customers)"
+    where = "; ".join(
+        f"median {f.replace('_', ' ')} {profile[f'median_{f}']:,.4g} ({_level(placed[f])}, above "
+        f"{placed[f]:.0%} of customers)"
+        for f in placed.index
+    )
+    return (
+        f"{who}; {where}. Do: tailor the offer to this profile and test it on part of the segment first. "
+        "Measure: response and spend against a hold-out. (No purchase history: recency, churn risk and "
+        "value cannot be weighed.)"
+    )
+
+
+AGE_BANDS = (0, 25, 35, 45, 55, 65, 200)
+
+
+def _age_band(age: float) -> str | None:
+    if pd.isna(age):
+        return None
+    for low, high in itertools.pairwise(AGE_BANDS):
+        if low <= age < high:
+            return f"under {high}" if low == 0 else f"{low}+" if high == 200 else f"{low}–{high - 1}"
+    return None
+
+
+def _top(values: pd.Series) -> str:
+    known = values.dropna()
+    if known.empty:
+        return ""
+    counts = known.value_counts()
+    return f"{counts.index[0]} ({counts.iloc[0] / len(known):.0%})"
+
+
 def profile_segments(
     features: pd.DataFrame,
     segments: pd.DataFrame,
     customers: pd.DataFrame | None = None,
     value: pd.DataFrame | None = None,
+    clustered: list[str] | None = None,
 ) -> pd.DataFrame:
     """One row per cluster: size, shares, mean and median R/F/M, demographics, label and recommendation.
 
@@ -235,11 +326,18 @@ def profile_segments(
         kept = [c for c in ("segment_id", "cluster", "label", "segment") if c in segments]
         names = segments[kept].drop_duplicates("cluster")
     else:
-        names = name_segments(features, clusters)
+        names = name_segments(features, clusters, clustered)
     data = features.merge(clusters, on="customer_id", validate="one_to_one")
+    categories = []
     if customers is not None and len(customers):
-        described = [c for c in ("age", "gender", *CUSTOMER_COLUMNS) if c in customers]
+        categories = [
+            c for c in customers.columns if c not in NOT_CATEGORIES and customers[c].dtype == object
+        ]
+        described = [c for c in ("age", "gender", *CUSTOMER_COLUMNS, *categories) if c in customers]
         data = data.merge(customers[["customer_id", *described]], on="customer_id", how="left")
+    declared = [
+        c for c in features.columns if c not in KNOWN_FEATURE_COLUMNS and features[c].dtype.kind == "f"
+    ]
     grouped = data.groupby("cluster")
     profile = pd.DataFrame(
         {
@@ -256,11 +354,11 @@ def profile_segments(
         )
     profile["customer_share"] = (profile["customers"] / profile["customers"].sum()).round(4)
     profile["revenue_share"] = (profile["revenue"] / profile["revenue"].sum()).round(4)
-    for column in (*RFM_COLUMNS, *ENGINEERED_COLUMNS, *CUSTOMER_COLUMNS):
-        if column in data:
+    for column in (*RFM_COLUMNS, *ENGINEERED_COLUMNS, *CUSTOMER_COLUMNS, *declared):
+        if column in data and data[column].notna().any():
             profile[f"mean_{column}"] = grouped[column].mean().round(2)
             profile[f"median_{column}"] = grouped[column].median().round(2)
-    if "rfm_segment" in data:
+    if "rfm_segment" in data and data["rfm_segment"].notna().any():
         profile["top_rfm_segment"] = grouped["rfm_segment"].agg(lambda s: s.value_counts().index[0])
     if "age" in data:
         profile["mean_age"] = grouped["age"].mean().round(1)
@@ -268,11 +366,33 @@ def profile_segments(
             lambda g: (g == "female").sum() / max(g.notna().sum(), 1)
         )
         profile["female_share"] = profile["female_share"].round(4)
+        profile["top_age_band"] = grouped["age"].agg(lambda a: _top(a.map(_age_band)))
+    for column in declared:
+        if "income" in column and data[column].notna().any():
+            bands = pd.qcut(
+                data[column], 4, labels=["lowest", "second", "third", "highest"], duplicates="drop"
+            )
+            profile[f"top_{column}_band"] = (
+                bands.astype(object)
+                .groupby(data["cluster"])
+                .agg(lambda b: _top(b.map(lambda q: f"{q} quarter" if pd.notna(q) else None)))
+            )
+    for column in categories:
+        profile[f"top_{column}"] = grouped[column].agg(_top)
     named = names.set_index("cluster").loc[profile.index]
     if "segment_id" in named:
         profile.insert(0, "segment_id", named["segment_id"])
     profile["label"] = named["label"]
     profile["segment"] = named["segment"]
+    if not has_rfm(features):
+        placed = standing(features, clusters, clustered or [])
+        for feature in placed.columns:
+            if f"median_{feature}" not in profile:
+                profile[f"median_{feature}"] = grouped[feature].median().round(2)
+        profile["recommendation"] = [
+            feature_recommendation(profile.loc[cluster], placed.loc[cluster]) for cluster in profile.index
+        ]
+        return profile.reset_index()
     numbers = segment_numbers(features, clusters).loc[profile.index]
     profile["typical_gap_days"] = numbers["gap"].round(1)
     profile["recommendation"] = [

@@ -169,8 +169,9 @@ def staging_gate(
 MIN_CUSTOMERS = 3
 
 
-def features_gate(conn: duckdb.DuckDBPyConnection, table: Table) -> GateResult:
-    """Features: one row per customer, enough customers to cluster, and sane finite R, F and M."""
+def features_gate(conn: duckdb.DuckDBPyConnection, table: Table, rfm: bool = True) -> GateResult:
+    """Features: one row per customer, enough customers to cluster, and sane finite R, F and M (where the
+    source has them: a customer table may give other features only)."""
     rows, customers = conn.execute(f"SELECT count(*), count(DISTINCT customer_id) FROM {table}").fetchall()[0]
     outcomes = [
         fact("one row per customer", f"{rows:,} rows for {customers:,} customers", rows == customers),
@@ -203,7 +204,7 @@ def features_gate(conn: duckdb.DuckDBPyConnection, table: Table) -> GateResult:
             {"min_value": 0, "strict_min": True, "max_value": FINITE_LIMIT},
         ),
     ]
-    if rows:
+    if rows and rfm:
         outcomes += check_columns(conn, f"SELECT recency_days, frequency, monetary FROM {table}", rules)
     return GateResult("features", str(table.live), tuple(outcomes))
 

@@ -19,6 +19,9 @@ import pandas as pd
 
 from retail_seg.core.audit import history_lineage
 from retail_seg.core.cleaning import rejected_by_rule
+from retail_seg.core.customer_tables import history_grain
+from retail_seg.core.features import ENGINEERED_COLUMNS, RFM_COLUMNS
+from retail_seg.core.lifetime import NO_HISTORY
 from retail_seg.core.segmentation import segments_by_rfm_segment
 from retail_seg.core.tables import (
     CUSTOMER_FEATURES,
@@ -277,9 +280,16 @@ def build_segment_report(
         migration=migration,
         models=models,
         drift=read_table(conn, SEGMENT_DRIFT) if exists(conn, SEGMENT_DRIFT) else None,
+        no_value=NO_HISTORY if history_grain(conn) == "customers" else "",
     )
     page = render_report("Customer segments", LEDE, facts, sections, run.currency)
     return ReportPage(page, sum(isinstance(b, Image) for s in sections for b in s.blocks))
+
+
+def declared_medians(profiles: pd.DataFrame) -> list[str]:
+    """The medians of a customer table's own features in the profiles (income, spending score...)."""
+    known = {f"median_{c}" for c in (*RFM_COLUMNS, *ENGINEERED_COLUMNS, "distinct_products")}
+    return [c for c in profiles if c.startswith("median_") and c not in known]
 
 
 def _value_note(models: pd.DataFrame) -> Text:
@@ -330,6 +340,7 @@ def segment_report_sections(
     migration: pd.DataFrame | None = None,
     models: pd.DataFrame | None = None,
     drift: pd.DataFrame | None = None,
+    no_value: str = "",
 ) -> list[Section]:
     """The report's sections, in reading order; absent figures and empty sections are skipped."""
     published = comparison[comparison["selected"]].iloc[0]
@@ -338,10 +349,17 @@ def segment_report_sections(
         return [images[n] for n in names if n in images]
 
     order = (profiles["segment_id"] + " " + profiles["segment"]).tolist()
+    # Beside the usual numbers, what a customer table declares: its features' medians, its categories'
+    # and bands' most common values.
+    described = {
+        **PROFILE_COLUMNS,
+        **{c: c.replace("_", " ") for c in profiles if c.startswith("top_") and c not in PROFILE_COLUMNS},
+        **{c: c.replace("_", " ") for c in declared_medians(profiles)},
+    }
     numbers = informative(
-        profiles[[c for c in PROFILE_COLUMNS if c in profiles]].rename(columns=PROFILE_COLUMNS),
+        profiles[[c for c in described if c in profiles]].rename(columns=described),
         keep=("segment", "customers"),
-    )
+    ).dropna(axis=1, how="all")
     decisions = [
         Text(f"Clusters: {published['k_reason'] if 'k_reason' in published else published['k']}.", "k"),
         Text(f"{published['method']}: {published['reason']}.", "Method"),
@@ -363,17 +381,11 @@ def segment_report_sections(
         ),
     ]
     if "mean_p_alive" in profiles and profiles["mean_p_alive"].isna().all():
-        sections.append(
-            Section(
-                "Value and churn",
-                [
-                    Text(
-                        "Not computed: the history has too few repeat buyers for BG/NBD and Gamma-Gamma "
-                        "(customer_value's metadata says how many)."
-                    )
-                ],
-            )
+        why = no_value or (
+            "the history has too few repeat buyers for BG/NBD and Gamma-Gamma (customer_value's metadata "
+            "says how many)"
         )
+        sections.append(Section("Value and churn", [Text(f"Not computed: {why}.")]))
     elif "expected_value" in profiles:
         value = profiles[[c for c in VALUE_COLUMNS if c in profiles]].rename(columns=VALUE_COLUMNS)
         blocks: list[Block] = [Table("Value and churn risk per segment", value, PERCENT, MONEY)]
@@ -422,6 +434,12 @@ def segment_report_sections(
             [
                 Table("Summary statistics", statistics),
                 *shown("eda_histograms", "monthly_revenue", "spend_by_age_band", "spend_by_gender"),
+                # A customer table's categories (education, marital status...), each by its own figure.
+                *(
+                    image
+                    for name, image in images.items()
+                    if name.startswith("spend_by_") and name not in ("spend_by_age_band", "spend_by_gender")
+                ),
             ],
         ),
         Section(

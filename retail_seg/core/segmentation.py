@@ -173,9 +173,13 @@ def segment_customers(
     list each customer's segment id, cluster, label and segment with both methods' clusters and the named
     RFM segment."""
     matrix = model_matrix(model, features["customer_id"])
+    clustered = clustered_features(model)
+    # Cluster 0 has the highest mean spend; without spend (a customer table of other features), the
+    # highest mean of the first feature clustered on.
+    value = features["monetary"] if features["monetary"].notna().any() else features[clustered[0]]
     result = segment(
         matrix,
-        features["monetary"].to_numpy(),
+        value.fillna(value.median()).to_numpy(dtype=float),
         k_values,
         seed=seed,
         method=method,
@@ -193,7 +197,7 @@ def segment_customers(
         }
     )
     assignments = (
-        clusters.merge(name_segments(features, clusters[["customer_id", "cluster"]]), on="cluster")
+        clusters.merge(name_segments(features, clusters[["customer_id", "cluster"]], clustered), on="cluster")
         .merge(features[["customer_id", "rfm_segment"]], on="customer_id")
         .assign(method=result.method, k=result.chosen_k, run_id=run_id)
         .sort_values("customer_id")
@@ -215,6 +219,11 @@ def segment_customers(
         ].reset_index(drop=True),
         identity.events,
     )
+
+
+def clustered_features(model: pd.DataFrame) -> list[str]:
+    """The customer features the model clusters on (its `<feature>_model` columns)."""
+    return [c.removesuffix("_model") for c in model.columns if c.endswith("_model")]
 
 
 def crosstab(clusters: pd.Series, rfm_segments: pd.Series) -> pd.DataFrame:

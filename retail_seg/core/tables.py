@@ -178,6 +178,31 @@ CUSTOMERS = Table(
         "distinct_products": _FEATURE_COLUMNS["distinct_products"],
     },
 )
+CUSTOMER_TABLE = Table(
+    "staging",
+    "customer_table",
+    "View: for a history of customer tables (one row per customer), each customer's row from the latest "
+    "table that lists them, typed by its mapping.",
+    {
+        "customer_id": _LINE_COLUMNS["customer_id"],
+        "as_of": "the date the table's recency and ages are measured at (its mapping's, or the load's)",
+        "recency_days": _FEATURE_COLUMNS["recency_days"],
+        "frequency": "purchases, as the table counts them (a sum of its count columns)",
+        "monetary": "spend, as the table totals it (a sum of its spend columns)",
+        "age": "age at as_of (stated, or from the birth year); empty where implausible",
+    },
+)
+CUSTOMER_FLAGS = Table(
+    "staging",
+    "customer_flags",
+    "View: the values of customer tables set aside (the row kept, the value left empty), with the rule.",
+    {
+        "rule": "implausible_age or unknown_category",
+        "column": "the column whose value was set aside",
+        "value": "the value as the table had it",
+        "detail": "why, in words",
+    },
+)
 EDA_SUMMARY = Table(
     "marts",
     "eda_summary",
@@ -455,7 +480,7 @@ EXPORT_FILES = Table(
     "Every file every run exported for the CRM, with its rows, size and SHA-256, as its manifest lists it.",
     {
         "run_id": "the run that wrote the file",
-        "path": "the file, relative to the exports folder",
+        "path": "the file, relative to its run's folder of the exports (as the manifest lists it)",
         "rows": "data rows in the file",
         "bytes": "the file's size",
         "sha256": "SHA-256 of the file's bytes",

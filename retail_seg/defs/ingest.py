@@ -104,6 +104,7 @@ def load(
         run_id=context.run.run_id,
         rules=load_rules.rules(),
         mappings=source.known_mappings(),
+        tables=source.known_tables(),
         id_key=source.id_key(),
         memory_limit=warehouse.memory_limit,
         follow_links=follow_links,

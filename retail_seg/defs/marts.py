@@ -8,13 +8,14 @@ import pandas as pd
 from pydantic import Field
 
 from retail_seg.core.audit import previous_assignment
+from retail_seg.core.customer_tables import ModelDefaults, has_rfm, history_grain, model_defaults
 from retail_seg.core.drift import DRIFT_CHECKS, DriftThresholds, drift_since
-from retail_seg.core.features import RFM_COLUMNS, build_customer_features
+from retail_seg.core.features import RFM_COLUMNS, build_customer_features, build_table_features
 from retail_seg.core.figures import profile_figures, segmentation_figures
 from retail_seg.core.preprocessing import Choices, preprocess
 from retail_seg.core.profiles import profile_segments
 from retail_seg.core.quality import features_gate, segments_gate
-from retail_seg.core.segmentation import SegmentedCustomers, crosstab, segment_customers
+from retail_seg.core.segmentation import SegmentedCustomers, clustered_features, crosstab, segment_customers
 from retail_seg.core.tables import (
     CUSTOMER_FEATURES,
     CUSTOMER_SEGMENTS,
@@ -31,7 +32,7 @@ from retail_seg.core.tables import (
 from retail_seg.core.warehouse import build_candidate_from_frame, publish, read_table
 from retail_seg.defs.gates import Gate
 from retail_seg.defs.metadata import ANALYTICS, layer_tags, markdown_table, record_figures, table_metadata
-from retail_seg.defs.resources import Warehouse
+from retail_seg.defs.resources import SourceFile, Warehouse
 
 FEATURES_GATE = Gate(
     "customer_features",
@@ -56,6 +57,7 @@ DRIFT_SPECS = [
     for name in DRIFT_CHECKS
 ]
 MARTS_TAGS = layer_tags("marts", personal_data="customer_id")
+PROJECT_DEFAULTS = ModelDefaults()
 
 
 class FeaturesConfig(dg.Config):
@@ -75,16 +77,20 @@ class PreprocessingConfig(dg.Config):
     """How customer features become model input; every step is reported in the asset's metadata."""
 
     features: list[str] = Field(
-        default_factory=lambda: list(RFM_COLUMNS),
+        default_factory=list,
         description="Columns of marts.customer_features to cluster on; e.g. add avg_order_value, "
-        "tenure_days, return_rate.",
+        "tenure_days, return_rate. Empty: the source's default (recency_days, frequency, monetary; a "
+        "customer table's mapping may name others, [model] features).",
     )
-    log_transform: bool = Field(
-        default=True, description="log1p before anything else: spend and frequency are heavy-tailed."
+    log_transform: bool | None = Field(
+        default=None,
+        description="log1p before anything else (spend and frequency are heavy-tailed). Empty: the "
+        "source's default (yes; a customer table's mapping may say no, e.g. for bounded scores).",
     )
-    outliers: Literal["cap", "keep"] = Field(
-        default="cap",
-        description="Cap values outside the IQR fences (every customer keeps a segment), or keep them.",
+    outliers: str = Field(
+        default="",
+        description="Cap values outside the IQR fences (every customer keeps a segment), or keep them. "
+        "Empty: the source's default (cap).",
     )
     iqr_multiplier: float = Field(default=1.5, description="Fences at Q1 - m·IQR and Q3 + m·IQR.")
     scale: Literal["standard", "none"] = Field(
@@ -93,14 +99,23 @@ class PreprocessingConfig(dg.Config):
         "distances, or leave the scale as it is.",
     )
 
-    def choices(self) -> Choices:
+    def choices(self, defaults: ModelDefaults = PROJECT_DEFAULTS) -> Choices:
+        """The preprocessing: what is set here, the source's defaults for the rest."""
         return Choices(
-            features=tuple(self.features),
-            log_transform=self.log_transform,
-            outliers=self.outliers,
+            features=tuple(self.features) or defaults.features,
+            log_transform=defaults.log_transform if self.log_transform is None else self.log_transform,
+            outliers=_one_of(self.outliers or defaults.outliers, ("cap", "keep"), "outliers"),
             iqr_multiplier=self.iqr_multiplier,
             scale=self.scale,
         )
+
+
+def _one_of(value: str, allowed: tuple[str, ...], name: str) -> str:
+    if value not in allowed:
+        raise dg.Failure(
+            description=f"model_features: {name} must be one of {', '.join(allowed)}, not {value!r}"
+        )
+    return value
 
 
 class SegmentationConfig(dg.Config):
@@ -160,9 +175,11 @@ class SegmentationConfig(dg.Config):
 def customer_features(config: FeaturesConfig, warehouse: Warehouse):
     """One row per customer with a purchase: R, F, M, engineered features, RFM scores and named segment."""
     with warehouse.get_connection() as conn:
-        built = build_customer_features(conn, as_of=config.as_of_date())
+        tables = history_grain(conn) == "customers"
+        build = build_table_features if tables else build_customer_features
+        built = build(conn, as_of=config.as_of_date())
         named = read_table(conn, CUSTOMER_FEATURES.candidate, ["rfm_segment"])["rfm_segment"].value_counts()
-        gate = features_gate(conn, CUSTOMER_FEATURES.candidate)
+        gate = features_gate(conn, CUSTOMER_FEATURES.candidate, rfm=not tables or has_rfm(conn))
         yield from FEATURES_GATE.publish(conn, gate)
         yield FEATURES_GATE.materialized(
             conn,
@@ -184,12 +201,15 @@ def customer_features(config: FeaturesConfig, warehouse: Warehouse):
     owners=ANALYTICS,
     tags=layer_tags("marts", personal_data="demographics"),
 )
-def model_features(config: PreprocessingConfig, warehouse: Warehouse) -> dg.MaterializeResult:
-    """Model input per customer: imputed, logged, IQR-capped, standardized; gender one-hot, age flagged."""
+def model_features(
+    config: PreprocessingConfig, source: SourceFile, warehouse: Warehouse
+) -> dg.MaterializeResult:
+    """Model input per customer: imputed, logged, IQR-capped, standardized; gender and the source's
+    categories one-hot, age flagged."""
     with warehouse.get_connection() as conn:
-        prepared = preprocess(
-            read_table(conn, CUSTOMER_FEATURES), read_table(conn, CUSTOMERS), config.choices()
-        )
+        defaults = model_defaults(conn, source.known_tables())
+        choices = config.choices(defaults)
+        prepared = preprocess(read_table(conn, CUSTOMER_FEATURES), read_table(conn, CUSTOMERS), choices)
         build_candidate_from_frame(conn, MODEL_FEATURES, prepared.frame)
         build_candidate_from_frame(conn, PREPROCESSING_STEPS, prepared.steps)
         publish(conn, MODEL_FEATURES, PREPROCESSING_STEPS)
@@ -197,9 +217,11 @@ def model_features(config: PreprocessingConfig, warehouse: Warehouse) -> dg.Mate
     return dg.MaterializeResult(
         metadata={
             **metadata,
-            "model_features": ", ".join(config.features),
+            "model_features": ", ".join(choices.features),
+            "defaults_from": defaults.mapping or "the project (R/F/M, logged, capped)",
+            "log_transform": choices.log_transform,
             "steps": markdown_table(prepared.steps.round(3)),
-            "outliers": config.outliers,
+            "outliers": choices.outliers,
             "ages_imputed": prepared.ages_imputed,
             "age_median": prepared.age_median if prepared.age_median is not None else "no ages in source",
         }
@@ -359,6 +381,7 @@ def segment_profiles(warehouse: Warehouse) -> dg.MaterializeResult:
             read_table(conn, CUSTOMER_SEGMENTS, ["customer_id", "segment_id", "cluster", "label", "segment"]),
             read_table(conn, CUSTOMERS),
             read_table(conn, CUSTOMER_VALUE, ["customer_id", "p_alive", "churn_risk", "clv"]),
+            clustered=clustered_features(read_table(conn, MODEL_FEATURES)),
         )
         build_candidate_from_frame(conn, SEGMENT_PROFILES, profiles)
         publish(conn, SEGMENT_PROFILES)

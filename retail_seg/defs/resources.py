@@ -14,7 +14,13 @@ from retail_seg import settings
 from retail_seg.core.lake import Lake
 from retail_seg.core.landing import is_regular_file_in
 from retail_seg.core.loads import LoadRules as LoadLimits
-from retail_seg.core.mappings import Mapping, SourceFormatError, load_mappings
+from retail_seg.core.mappings import (
+    CustomerMapping,
+    Mapping,
+    SourceFormatError,
+    load_customer_mappings,
+    load_mappings,
+)
 from retail_seg.core.publication import HeldLock, Owner, Publications, Published, Workspace
 from retail_seg.core.sources import source_paths
 from retail_seg.core.synthetic import write_synthetic
@@ -40,6 +46,10 @@ class SourceFile(dg.ConfigurableResource):
     def known_mappings(self) -> tuple[Mapping, ...]:
         """Your mappings, then the built-in ones."""
         return load_mappings(Path(self.mappings).expanduser())
+
+    def known_tables(self) -> tuple[CustomerMapping, ...]:
+        """The mappings of customer tables (one row per customer), the user's first."""
+        return load_customer_mappings(Path(self.mappings).expanduser())
 
     def id_key(self) -> str:
         """The secret that hashes personal customer keys."""

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from retail_seg.core.cleaning import build_customers
-from retail_seg.core.history import adopt_tables, build_history
+from retail_seg.core.history import MixedGrains, adopt_tables, build_history
 from retail_seg.core.lake import file_key
 from retail_seg.core.loads import LoadOutcome
 from retail_seg.core.sources import NOT_FOUND, file_sha256
@@ -54,9 +54,12 @@ def transaction_history(
         adopted = adopt_tables(conn, lake, context.run.run_id)
         outcomes, still_refused = catch_up(context, source, load_rules, warehouse)
         refused = [refusal_message(o) for o in outcomes if not o.accepted] + still_refused
-        history = build_history(
-            conn, lake, context.run.run_id, absurd_factor=load_rules.absurd_quantity_factor
-        )
+        try:
+            history = build_history(
+                conn, lake, context.run.run_id, absurd_factor=load_rules.absurd_quantity_factor
+            )
+        except MixedGrains as mixed:
+            raise dg.Failure(description=str(mixed), allow_retries=False) from None
         metadata = table_metadata(
             conn, STAGING_TRANSACTIONS, REJECTED_ROWS, RAW_LOADS, REJECTED_ACROSS_LOADS, LOAD_EVENTS
         )
