@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from retail_seg.core.history import MixedGrains, build_history
+from retail_seg.core.history import build_history
 from retail_seg.core.lake import Lake
 from retail_seg.core.loads import LoadRules, load_file
 from retail_seg.core.mappings import load_customer_mappings, load_mappings
@@ -195,14 +195,17 @@ def test_each_bad_row_of_a_customer_table_is_rejected_or_flagged_by_its_named_ru
         "A,7,1,9,34,gold\n"  # duplicate_customer_id (A's first row is kept)
         "E,4,2,80,130,gold\n"  # implausible_age: kept, age left empty
         "F,4,2,80,45,platinum\n"  # unknown_category: kept, tier left empty
-        "G,4,2,80,45,Silver\n"  # a declared value in another case is known
+        "G,4,2,80,45,Silver\n"  # a declared value in another case is that value
+        "H,inf,2,80,45,gold\n"  # value_not_a_number: infinity is no number of days
+        "I,,2,80,45,gold\n"  # missing_rfm_value: a table that states recency states it for everyone
+        "J,4,2,80,45,GOLD\n"
     )
     lake = Lake(tmp_path / "warehouse.duckdb")
     outcome = _load(table, lake, mappings, "crm@1")
     assert outcome.accepted, (
         outcome.staging_gate.message() if outcome.staging_gate else outcome.raw_gate.message()
     )
-    assert (outcome.record.lines, outcome.record.clean, outcome.record.rejected) == (9, 4, 5)
+    assert (outcome.record.lines, outcome.record.clean, outcome.record.rejected) == (12, 5, 7)
     with duckdb.connect() as conn:
         folder = lake.loads / "crm@1"
         rejected = conn.execute(
@@ -220,9 +223,17 @@ def test_each_bad_row_of_a_customer_table_is_rejected_or_flagged_by_its_named_ru
         (4, "negative_count"),
         (5, "negative_spend"),
         (6, "duplicate_customer_id"),
+        (10, "value_not_a_number"),
+        (11, "missing_rfm_value"),
     ]
     assert flags == [("E", "implausible_age", "130"), ("F", "unknown_category", "platinum")]
-    assert kept == [("A", 34, "gold"), ("E", None, "gold"), ("F", 45, None), ("G", 45, "Silver")]
+    assert kept == [
+        ("A", 34, "gold"),
+        ("E", None, "gold"),
+        ("F", 45, None),
+        ("G", 45, "silver"),
+        ("J", 45, "gold"),
+    ]
 
 
 def test_a_newer_table_replaces_the_customers_it_lists_and_a_history_is_one_grain(tmp_path, conn):
@@ -239,10 +250,12 @@ def test_a_newer_table_replaces_the_customers_it_lists_and_a_history_is_one_grai
     rows = conn.execute("SELECT customer_id, frequency FROM staging.customer_table ORDER BY 1").fetchall()
     assert rows == [("A", 4), ("B", 1)]  # A from July's table, B still from June's
     assert [e.event for e in history.events].count("replaced") == 1
+    # A file of lines cannot join a history of customer tables: refused at its load, naming the tables.
     lines, _ = write_synthetic(tmp_path / "lines", customers=50, seed=1)
-    assert _load(lines, lake, mappings, "lines@3").accepted
-    with pytest.raises(MixedGrains, match="one history, one grain: the lake holds customer tables"):
-        build_history(conn, lake, "run")
+    refused = _load(lines, lake, mappings, "lines@3")
+    assert not refused.accepted and refused.refused_at == "raw"
+    assert "the history holds customer tables (july.csv, june.csv)" in refused.raw_gate.message()
+    assert build_history(conn, lake, "run").loads == history.loads  # the history is as it was
 
 
 def test_the_cleaned_ifood_table_without_ids_gets_an_id_per_row_and_its_repeated_rows_count_once(tmp_path):

@@ -24,7 +24,7 @@ import duckdb
 
 from retail_seg.core.cleaning import _gender_sql
 from retail_seg.core.expectations import ColumnRule, GateResult, Outcome, check_columns, fact
-from retail_seg.core.mappings import CustomerMapping, SourceFormatError, detect_mapping
+from retail_seg.core.mappings import Category, CustomerMapping, SourceFormatError, detect_mapping
 from retail_seg.core.parsing import customer_key_sql, hashed_key_sql, literal
 from retail_seg.core.tables import CUSTOMER_FLAGS, CUSTOMER_TABLE
 
@@ -33,6 +33,7 @@ FLAGS = "flags.parquet"
 REJECTIONS = (
     "missing_customer_id",
     "value_not_a_number",
+    "missing_rfm_value",
     "negative_count",
     "negative_spend",
     "duplicate_customer_id",
@@ -73,11 +74,17 @@ def _number(column: str, mapping: CustomerMapping) -> str:
     text = f"nullif(trim(CAST({column} AS VARCHAR)), '')"
     if mapping.decimal == ",":
         text = f"replace(replace({text}, '.', ''), ',', '.')"
-    return f"TRY_CAST({text} AS DOUBLE)"
+    # "inf" and "nan" parse as numbers but are none: a value that is not finite does not parse.
+    return f"(CASE WHEN isfinite(TRY_CAST({text} AS DOUBLE)) THEN TRY_CAST({text} AS DOUBLE) END)"
 
 
-def _unparseable(column: str, mapping: CustomerMapping) -> str:
-    return f"(nullif(trim(CAST({column} AS VARCHAR)), '') IS NOT NULL AND {_number(column, mapping)} IS NULL)"
+def _given(column: str) -> str:
+    return f"(nullif(trim(CAST({column} AS VARCHAR)), '') IS NOT NULL)"
+
+
+def _whole(number: str, kind: str = "BIGINT") -> str:
+    """A number as a whole one of `kind`, empty when it does not fit."""
+    return f"TRY_CAST(round({number}) AS {kind})"
 
 
 def _date(column: str, mapping: CustomerMapping) -> str:
@@ -107,11 +114,24 @@ class TableLoad:
     staging_gate: GateResult
 
 
+def _category(column: str, category: Category) -> str:
+    """A category's value, in its declared spelling when it is one of them whatever its case."""
+    value = f"nullif(trim(CAST({column} AS VARCHAR)), '')"
+    if not category.values:
+        return value
+    spelled = " ".join(f"WHEN {literal(v.lower())} THEN {literal(v)}" for v in category.values)
+    return f"(CASE lower({value}) {spelled} ELSE {value} END)"
+
+
 def typed_sql(
     mapping: CustomerMapping, found: dict[str, str], header: list[str], load_id: str, as_of: dt.date
 ) -> str:
     """Every row typed by the mapping, with the rule it breaks (or NULL) and the flags it raises."""
     column = {key: _quoted(source) for key, source in found.items()}
+    raw_values = "to_json(read)"
+    if mapping.personal_customer_id and "customer_id" in column:
+        # The row as the file had it, but a personal key (an email) never reaches the warehouse.
+        raw_values = f"json_merge_patch(to_json(read), json_object({literal(found['customer_id'])}, NULL))"
     if mapping.customer_id:
         key = customer_key_sql(f"CAST({column['customer_id']} AS VARCHAR)")
         if mapping.personal_customer_id:
@@ -122,13 +142,13 @@ def typed_sql(
         key = f"'r' || left(sha256(concat_ws(chr(31), {values})), 16)"
     typed = {
         "customer_id": key,
-        "recency_days": f"CAST(round({_number(column['recency_days'], mapping)}) AS INTEGER)"
+        "recency_days": _whole(_number(column["recency_days"], mapping), "INTEGER")
         if "recency_days" in column
         else "CAST(NULL AS INTEGER)",
         "last_purchase": _date(column["last_purchase"], mapping)
         if "last_purchase" in column
         else "CAST(NULL AS TIMESTAMP)",
-        "frequency": f"CAST(round({_sum(mapping.frequency, found, 'frequency', mapping)}) AS BIGINT)"
+        "frequency": _whole(_sum(mapping.frequency, found, "frequency", mapping))
         if mapping.frequency
         else "CAST(NULL AS BIGINT)",
         "monetary": f"CAST(round({_sum(mapping.monetary, found, 'monetary', mapping)}, 2) AS DOUBLE)"
@@ -138,9 +158,9 @@ def typed_sql(
         if "first_purchase" in column
         else "CAST(NULL AS TIMESTAMP)",
         "stated_age": (
-            f"CAST(round({_number(column['age'], mapping)}) AS INTEGER)"
+            _whole(_number(column["age"], mapping), "INTEGER")
             if "age" in column
-            else f"{as_of.year} - CAST(round({_number(column['birth_year'], mapping)}) AS INTEGER)"
+            else f"{as_of.year} - {_whole(_number(column['birth_year'], mapping), 'INTEGER')}"
             if "birth_year" in column
             else "CAST(NULL AS INTEGER)"
         ),
@@ -151,29 +171,45 @@ def typed_sql(
         if "country" in column
         else "CAST(NULL AS VARCHAR)",
         **{name: _sum(sources, found, name, mapping) for name, sources in mapping.features.items()},
-        **{name: f"nullif(trim(CAST({column[name]} AS VARCHAR)), '')" for name in mapping.categories},
+        **{name: _category(column[name], category) for name, category in mapping.categories.items()},
     }
-    numeric = [
-        column[key]
-        for key in column
-        if key.split("#")[0] in ("recency_days", "frequency", "monetary", *mapping.features)
-    ]
+    # A value given that does not type: not a number (or not a whole one that fits), not a date.
+    numbers = ("recency_days", "frequency", "monetary", "age", "birth_year", *mapping.features)
+    given = {key: _given(source) for key, source in column.items() if key.split("#")[0] in numbers}
+    failed = [f"({test} AND {_number(column[key], mapping)} IS NULL)" for key, test in given.items()]
+    for name, typed_as in (
+        ("recency_days", "recency_days"),
+        ("frequency", "frequency"),
+        ("age", "stated_age"),
+    ):
+        sources = [
+            given[k] for k in given if k.split("#")[0] in (name, "birth_year" if name == "age" else name)
+        ]
+        if sources:
+            failed.append(f"(({' OR '.join(sources)}) AND ({typed[typed_as]}) IS NULL)")
+    for name in ("last_purchase", "first_purchase"):
+        if name in column:
+            failed.append(f"({_given(column[name])} AND {typed[name]} IS NULL)")
+    unparseable = " OR ".join(failed) or "false"
+    # A table that states R/F/M states it for every customer: a row without one cannot be featured.
+    recency = "recency_days" if mapping.recency_days else "last_purchase"
+    missing = f"({recency} IS NULL OR frequency IS NULL OR monetary IS NULL)" if mapping.has_rfm else "false"
     spend = [_number(column[f"monetary#{i}"], mapping) for i in range(len(mapping.monetary))]
     selected = ",\n".join(f"{sql} AS {_quoted(name)}" for name, sql in typed.items())
-    unparseable = " OR ".join(_unparseable(c, mapping) for c in numeric) or "false"
     negative_spend = " OR ".join(f"coalesce({s} < 0, false)" for s in spend) or "false"
     return f"""
         WITH read AS (SELECT rowid + 1 AS source_row, * FROM _customer_table_text),
         typed AS (
             SELECT source_row, {selected},
                    {unparseable} AS unparseable, {negative_spend} AS negative_spend,
-                   to_json(read) AS raw_values
+                   {raw_values} AS raw_values
             FROM read
         ),
         judged AS (
             SELECT *, CASE
                 WHEN customer_id IS NULL THEN 'missing_customer_id'
                 WHEN unparseable THEN 'value_not_a_number'
+                WHEN {missing} THEN 'missing_rfm_value'
                 WHEN coalesce(recency_days < 0 OR frequency < 0, false) THEN 'negative_count'
                 WHEN negative_spend OR coalesce(monetary < 0, false) THEN 'negative_spend'
             END AS broken
@@ -344,10 +380,13 @@ def staging_gate(
     return GateResult("staging", str(table_rows.parent.name), tuple(outcomes))
 
 
-def build_customer_table(conn: duckdb.DuckDBPyConnection, tables: list[tuple[Path, Path, int]]) -> int:
+def build_customer_table(
+    conn: duckdb.DuckDBPyConnection, tables: list[tuple[Path, Path, int]], new: set[str] = frozenset()
+) -> int:
     """`staging.customer_table` and `staging.customer_flags` over the accepted tables (rows file, flags
-    file, rank in the order accepted): each customer's row from the latest table that lists them.
-    Returns how many customers a later table replaced."""
+    file, rank in the order accepted): each customer's row from the latest table that lists them (by the
+    table's own date, then the order accepted). Returns how many customers a table of `new` (load ids
+    new to the history) took over from an earlier one."""
     if not tables:
         conn.execute(
             f"CREATE OR REPLACE VIEW {CUSTOMER_TABLE} AS SELECT NULL::VARCHAR AS customer_id WHERE false"
@@ -364,7 +403,9 @@ def build_customer_table(conn: duckdb.DuckDBPyConnection, tables: list[tuple[Pat
         f"""CREATE OR REPLACE VIEW {CUSTOMER_TABLE} AS
             SELECT * EXCLUDE (rank, pick) FROM (
                 SELECT t.*, r.rank,
-                       row_number() OVER (PARTITION BY t.customer_id ORDER BY r.rank DESC) AS pick
+                       row_number() OVER (
+                           PARTITION BY t.customer_id ORDER BY t.as_of DESC, r.rank DESC
+                       ) AS pick
                 FROM read_parquet({files}, union_by_name = true) t
                 JOIN (VALUES {ranks}) r(folder, rank) ON t.load_id = r.folder
             ) WHERE pick = 1"""
@@ -376,7 +417,12 @@ def build_customer_table(conn: duckdb.DuckDBPyConnection, tables: list[tuple[Pat
             SEMI JOIN {CUSTOMER_TABLE} t USING (load_id, source_row)"""
     )
     (replaced,) = conn.execute(
-        f"SELECT count(*) - count(DISTINCT customer_id) FROM read_parquet({files}, union_by_name = true)"
+        f"""SELECT count(*) FROM {CUSTOMER_TABLE} t
+            WHERE t.load_id IN (SELECT unnest(?)) AND t.customer_id IN (
+                SELECT customer_id FROM read_parquet({files}, union_by_name = true)
+                GROUP BY customer_id HAVING count(*) > 1
+            )""",
+        [sorted(new)],
     ).fetchone()
     return int(replaced)
 
@@ -464,12 +510,20 @@ def model_defaults(conn: duckdb.DuckDBPyConnection, tables: tuple[CustomerMappin
 
     if history_grain(conn) != "customers" or not exists(conn, RAW_LOADS):
         return ModelDefaults()
-    rows = conn.execute(f"SELECT mapping FROM {RAW_LOADS} ORDER BY loaded_at DESC LIMIT 1").fetchall()
-    named = {m.name: m for m in tables}
+    rows = conn.execute(
+        f"SELECT mapping FROM {RAW_LOADS} ORDER BY loaded_at DESC, load_id DESC LIMIT 1"
+    ).fetchall()
+    named: dict[str, CustomerMapping] = {}
+    for mapping in tables:  # the user's first: one of theirs stands in for a built-in of its name
+        named.setdefault(mapping.name, mapping)
     mapping = named.get(rows[0][0]) if rows else None
     if mapping is None:
         return ModelDefaults()
     return ModelDefaults(mapping.model_features, mapping.log_transform, mapping.outliers, mapping.name)
+
+
+class AsOfTooEarly(ValueError):
+    """Features asked for before the date a customer table states its recency at."""
 
 
 def per_customer_sql() -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import duckdb
 
+from retail_seg.core.customer_tables import TABLE_ROWS
 from retail_seg.core.exports import MANIFEST, AudienceCounts, Manifest, described
 from retail_seg.core.lake import LINES, REJECTED, Lake
 from retail_seg.core.lake import MANIFEST as LOAD_MANIFEST
@@ -163,7 +164,7 @@ def _commit_lake(staged: list[_Staged]) -> None:
 def _recount(path: Path, removed: int) -> None:
     """Keep a load's counts true to its files: the erased lines are no longer among them."""
     manifest = path.parent / LOAD_MANIFEST
-    field = {LINES: "clean", REJECTED: "rejected"}.get(path.name)
+    field = {LINES: "clean", TABLE_ROWS: "clean", REJECTED: "rejected"}.get(path.name)
     if field is None or not manifest.is_file():
         return
     record = json.loads(manifest.read_text())

@@ -108,7 +108,13 @@ def build_table_features(conn: duckdb.DuckDBPyConnection, as_of: dt.date | None 
     tables' declared features beside them. As of the tables' own date unless `as_of` says otherwise."""
     from retail_seg.core import customer_tables
 
-    chosen = as_of or conn.execute(f"SELECT max(as_of) FROM {customer_tables.CUSTOMER_TABLE}").fetchone()[0]
+    stated = conn.execute(f"SELECT max(as_of) FROM {customer_tables.CUSTOMER_TABLE}").fetchone()[0]
+    chosen = as_of or stated
+    if chosen < stated:
+        raise customer_tables.AsOfTooEarly(
+            f"as_of {chosen} is before {stated}, the date the customer tables state recency at: a table "
+            "cannot say what its customers had bought before it was taken"
+        )
     rfm = customer_tables.has_rfm(conn)
     if rfm:
         sql = customer_tables.per_customer_sql()

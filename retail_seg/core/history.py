@@ -259,6 +259,13 @@ def build_history(
             + ") and files of transaction lines; give the customer tables a warehouse of their own "
             "(RETAIL_SEG_WAREHOUSE)"
         )
+    lost = [
+        r.key
+        for r in loads
+        if not lake.files(r)[0].exists() and not (lake.loads / r.load_id / TABLE_ROWS).exists()
+    ]
+    if lost:
+        raise FileNotFoundError(f"the lake has lost the lines of accepted loads: {', '.join(lost)}")
     events = _events(conn, lake, loads)
     clean = [str(lake.files(r)[0]) for r in loads if lake.files(r)[0].exists()]
     rejected = [str(lake.files(r)[1]) for r in loads if lake.files(r)[1].exists()]
@@ -318,13 +325,15 @@ def build_history(
                     for r in loads
                 ],
             )
-        replaced = build_customer_table(conn, tables)
+        new = {e.record.load_id for e in events if e.event == "loaded"}
+        replaced = build_customer_table(conn, tables, new)
         if replaced:
+            latest = max((r for r in loads if r.load_id in new), key=lambda r: (r.loaded_at, r.load_id))
             events.append(
                 LoadEvent(
                     "replaced",
-                    loads[-1],
-                    f"{replaced:,} customers listed by more than one table: each keeps the row of the latest",
+                    latest,
+                    f"{replaced:,} customers listed by an earlier table now have this table's row",
                 )
             )
         _record_events(conn, run_id, events)

@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 
 from retail_seg.core.cleaning import CleaningResult, clean_transactions
-from retail_seg.core.customer_tables import load_customer_table, recognise
+from retail_seg.core.customer_tables import TABLE_ROWS, load_customer_table, recognise
 from retail_seg.core.expectations import GateResult, Outcome
 from retail_seg.core.lake import LINES, QUANTITIES, REJECTED, Lake, LoadRecord, file_key
 from retail_seg.core.mappings import CustomerMapping, Mapping, SourceFormatError
@@ -56,8 +56,34 @@ class LoadOutcome:
 
 
 def _unreadable(path: Path, error: SourceFormatError) -> GateResult:
-    outcome = Outcome("the file is readable as a known export format", str(error), False, "duckdb")
-    return GateResult("raw", str(path), (outcome,))
+    return _refused(path, "the file is readable as a known export format", str(error))
+
+
+def _refused(path: Path, rule: str, observed: str) -> GateResult:
+    return GateResult("raw", str(path), (Outcome(rule, observed, False, "duckdb"),))
+
+
+def _other_grain(lake: Lake, key: str, table: str | None) -> str | None:
+    """Why a load of a customer table of mapping `table` (None: a file of lines) cannot join the history:
+    the other files in force are of the other grain, or tables of another mapping; None when it can."""
+    others = [r for r in lake.accepted().values() if r.key != key]
+    tables = {r.key: r.mapping for r in others if (lake.loads / r.load_id / TABLE_ROWS).exists()}
+    lines = [r.key for r in others if r.key not in tables]
+    if table is None and tables:
+        return (
+            f"the history holds customer tables ({', '.join(sorted(tables))}): a file of lines needs a "
+            "warehouse of its own (RETAIL_SEG_WAREHOUSE)"
+        )
+    if table is not None and lines:
+        return (
+            f"the history holds files of lines ({', '.join(sorted(lines))}): a customer table needs a "
+            "warehouse of its own (RETAIL_SEG_WAREHOUSE)"
+        )
+    mixed = sorted(k for k, m in tables.items() if m != table)
+    if table is not None and mixed:
+        held = ", ".join(mixed)
+        return f"the history holds customer tables of another mapping ({held}): one mapping per history"
+    return None
 
 
 def _copy(conn: duckdb.DuckDBPyConnection, table: str, target: Path) -> None:
@@ -98,8 +124,12 @@ def load_file(
     # A database file of the load's own, not one in memory: its tables are stored compressed, where an
     # in-memory database would hold (and, past the memory limit, spill) every value uncompressed.
     with duckdb.connect(str(folder / "load.duckdb"), config=config) as conn:
-        recognised = recognise(conn, path, tables) if path.exists() else None
-        if recognised:
+        readable = path.is_file() and (follow_links or not path.is_symlink())
+        recognised = recognise(conn, path, tables) if readable else None
+        other = _other_grain(lake, record.key, recognised[0].name if recognised else None)
+        if other:
+            outcome = LoadOutcome(record, _refused(path, "one history, one grain", other), refused_at="raw")
+        elif recognised:
             outcome = _judge_table(conn, path, folder, record, rules, *recognised, id_key, follow_links)
         else:
             outcome = _judge(conn, path, folder, record, rules, mappings, id_key, follow_links)
@@ -186,10 +216,20 @@ def _judge_table(
 ) -> LoadOutcome:
     """A customer table's load: typed and judged from a snapshot of the file, the verdict not yet acted on."""
     (folder / SNAPSHOTS).mkdir(exist_ok=True)
+    if mapping.personal_customer_id and not id_key:
+        why = (
+            f"{path.name}: its customer key is personal data and no key to hash it is set (RETAIL_SEG_ID_KEY)"
+        )
+        return LoadOutcome(record, _refused(path, "a personal key is hashed", why), refused_at="raw")
     try:
         readable, digest, size = snapshot(path, folder / SNAPSHOTS, follow_links)
     except SourceFormatError as error:
         return LoadOutcome(record, _unreadable(path, error), refused_at="raw")
+    if recognise(conn, readable, (mapping,)) is None:  # the bytes loaded are the bytes recognised
+        why = f"{path.name} changed while it was read: its header is no longer {mapping.name}'s"
+        return LoadOutcome(
+            record, _refused(path, "the file is readable as a known export format", why), refused_at="raw"
+        )
     table = load_customer_table(
         conn,
         readable,

@@ -10,6 +10,7 @@ to the mapping that declares them: a `C`-prefixed invoice is a return only where
 
 from __future__ import annotations
 
+import datetime as dt
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,59 @@ CUSTOMER_SECTIONS: dict[str, set[str] | None] = {
     "model": {"features", "log_transform", "outliers"},
     "dates": {"formats", "as_of"},
     "rules": {"oldest_age"},
+}
+# Every section a customer table's mapping may have: only what its load applies.
+TABLE_SECTIONS = {
+    "": SECTIONS[""],
+    "read": {"delimiter"},
+    "numbers": {"decimal"},
+    "customer": {"personal"},
+    **CUSTOMER_SECTIONS,
+}
+# Column names the load, the features and the EDA use themselves: a table's own names must differ.
+RESERVED = {
+    "customer_id",
+    "load_id",
+    "source_row",
+    "as_of",
+    "age",
+    "birth_year",
+    "gender",
+    "country",
+    "first_purchase",
+    "last_purchase",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "stated_age",
+    "rule",
+    "broken",
+    "unparseable",
+    "negative_spend",
+    "raw_values",
+    "tenure_days",
+    "avg_order_value",
+    "mean_days_between",
+    "return_rate",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_segment",
+    "lines",
+    "distinct_products",
+    "first_seen",
+    "last_seen",
+    "spend",
+    "age_band",
+    "purchased",
+    "returned",
+    "p_alive",
+    "churn_risk",
+    "clv",
+    "label",
+    "segment",
+    "segment_id",
+    "cluster",
 }
 
 
@@ -125,7 +179,7 @@ def parse_mapping(path: Path) -> Mapping | CustomerMapping:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise MappingError(f"{path.name}: not valid TOML: {error}") from error
-    known_sections = SECTIONS | CUSTOMER_SECTIONS if raw.get("grain") == "customers" else SECTIONS
+    known_sections = TABLE_SECTIONS if raw.get("grain") == "customers" else SECTIONS
     for key, value in raw.items():
         if isinstance(value, dict):
             if key not in known_sections:
@@ -357,8 +411,7 @@ def parse_customer_mapping(path: Path, raw: dict, name: str) -> CustomerMapping:
             raise _fail(
                 path, f"[categories] {key}", 'expected a column, or { column = "...", values = [...] }'
             )
-    taken = {"customer_id", *optional, *CUSTOMER_SECTIONS["rfm"]}
-    clashing = [key for key in (*features, *categories) if key in taken or not key.isidentifier()]
+    clashing = [key for key in (*features, *categories) if key in RESERVED or not key.isidentifier()]
     if clashing:
         raise _fail(
             path, "[features]/[categories]", f"names must be new identifiers, not {', '.join(clashing)}"
@@ -380,6 +433,13 @@ def parse_customer_mapping(path: Path, raw: dict, name: str) -> CustomerMapping:
     decimal = raw.get("numbers", {}).get("decimal", ".")
     if decimal not in (".", ","):
         raise _fail(path, "[numbers] decimal", f"expected '.' or ',', got {decimal!r}")
+    try:
+        oldest_age = int(rules.get("oldest_age", 100))
+        as_of = dt.date.fromisoformat(str(dates["as_of"])).isoformat() if "as_of" in dates else None
+    except (TypeError, ValueError) as error:
+        raise _fail(
+            path, "[dates] as_of / [rules] oldest_age", f"expected an ISO date and a whole age: {error}"
+        ) from None
     return CustomerMapping(
         name=name,
         description=raw.get("description", ""),
@@ -400,8 +460,8 @@ def parse_customer_mapping(path: Path, raw: dict, name: str) -> CustomerMapping:
         encoding=raw.get("read", {}).get("encoding"),
         decimal=decimal,
         date_formats=_strings(path, "[dates] formats", dates.get("formats", [])),
-        as_of=str(dates["as_of"]) if "as_of" in dates else None,
-        oldest_age=int(rules.get("oldest_age", 100)),
+        as_of=as_of,
+        oldest_age=oldest_age,
         personal_customer_id=bool(raw.get("customer", {}).get("personal", False)),
         source=path,
     )

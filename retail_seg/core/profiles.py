@@ -320,6 +320,10 @@ def profile_segments(
     (`name_segments` names them when they are not).
     """
     clusters = segments[["customer_id", "cluster"]]
+    # A customer table's own numeric features (income, spending score...), not the value columns below.
+    declared = [
+        c for c in features.columns if c not in KNOWN_FEATURE_COLUMNS and features[c].dtype.kind == "f"
+    ]
     if value is not None:
         features = features.merge(value[["customer_id", "p_alive", "churn_risk", "clv"]], on="customer_id")
     if {"label", "segment"} <= set(segments):
@@ -335,9 +339,6 @@ def profile_segments(
         ]
         described = [c for c in ("age", "gender", *CUSTOMER_COLUMNS, *categories) if c in customers]
         data = data.merge(customers[["customer_id", *described]], on="customer_id", how="left")
-    declared = [
-        c for c in features.columns if c not in KNOWN_FEATURE_COLUMNS and features[c].dtype.kind == "f"
-    ]
     grouped = data.groupby("cluster")
     profile = pd.DataFrame(
         {

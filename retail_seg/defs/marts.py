@@ -8,7 +8,13 @@ import pandas as pd
 from pydantic import Field
 
 from retail_seg.core.audit import previous_assignment
-from retail_seg.core.customer_tables import ModelDefaults, has_rfm, history_grain, model_defaults
+from retail_seg.core.customer_tables import (
+    AsOfTooEarly,
+    ModelDefaults,
+    has_rfm,
+    history_grain,
+    model_defaults,
+)
 from retail_seg.core.drift import DRIFT_CHECKS, DriftThresholds, drift_since
 from retail_seg.core.features import RFM_COLUMNS, build_customer_features, build_table_features
 from retail_seg.core.figures import profile_figures, segmentation_figures
@@ -177,7 +183,10 @@ def customer_features(config: FeaturesConfig, warehouse: Warehouse):
     with warehouse.get_connection() as conn:
         tables = history_grain(conn) == "customers"
         build = build_table_features if tables else build_customer_features
-        built = build(conn, as_of=config.as_of_date())
+        try:
+            built = build(conn, as_of=config.as_of_date())
+        except AsOfTooEarly as early:
+            raise dg.Failure(description=str(early), allow_retries=False) from None
         named = read_table(conn, CUSTOMER_FEATURES.candidate, ["rfm_segment"])["rfm_segment"].value_counts()
         gate = features_gate(conn, CUSTOMER_FEATURES.candidate, rfm=not tables or has_rfm(conn))
         yield from FEATURES_GATE.publish(conn, gate)
