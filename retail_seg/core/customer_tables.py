@@ -39,6 +39,22 @@ REJECTIONS = (
     "duplicate_customer_id",
 )
 FLAGGED = ("implausible_age", "unknown_category")
+# The columns every typed table stores (and `age`, its checked age); the others are its declared
+# features (numbers) and categories (text).
+STORED = (
+    "load_id",
+    "source_row",
+    "customer_id",
+    "as_of",
+    "recency_days",
+    "last_purchase",
+    "frequency",
+    "monetary",
+    "first_purchase",
+    "gender",
+    "country",
+)
+FIXED = (*STORED, "age")
 
 
 def _reader(path: Path, delimiter: str | None) -> str:
@@ -272,24 +288,7 @@ def load_customer_table(
     )
     features = [*mapping.features]
     categories = [*mapping.categories]
-    kept = ", ".join(
-        _quoted(c)
-        for c in (
-            "load_id",
-            "source_row",
-            "customer_id",
-            "as_of",
-            "recency_days",
-            "last_purchase",
-            "frequency",
-            "monetary",
-            "first_purchase",
-            "gender",
-            "country",
-            *features,
-            *categories,
-        )
-    )
+    kept = ", ".join(_quoted(c) for c in (*STORED, *features, *categories))
     oldest = int(mapping.oldest_age)
     allowed = {
         name: [v.lower() for v in category.values]
@@ -443,23 +442,6 @@ def flags_by_rule(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
             f"SELECT rule || ' (' || \"column\" || ')', count(*) FROM {CUSTOMER_FLAGS} GROUP BY 1"
         ).fetchall()
     )
-
-
-# The columns every typed table has; the others are its declared features (numbers) and categories (text).
-FIXED = (
-    "load_id",
-    "source_row",
-    "customer_id",
-    "as_of",
-    "recency_days",
-    "last_purchase",
-    "frequency",
-    "monetary",
-    "first_purchase",
-    "gender",
-    "country",
-    "age",
-)
 
 
 def declared(conn: duckdb.DuckDBPyConnection) -> tuple[list[str], list[str]]:

@@ -122,18 +122,9 @@ def build_table_features(conn: duckdb.DuckDBPyConnection, as_of: dt.date | None 
     try:
         sql = customer_tables.features_sql(conn, _FEATURES_SQL if rfm else None)
         build_candidate(conn, CUSTOMER_FEATURES, sql, bound(sql, {"as_of": chosen}))
-        excluded = (0, 0)
-        if rfm:
-            excluded = conn.execute(
-                "SELECT count(*) FILTER (WHERE frequency = 0), "
-                "count(*) FILTER (WHERE frequency > 0 AND round(monetary, 2) <= 0) FROM _per_customer"
-            ).fetchall()[0]
+        return _built(conn, chosen, counted=rfm)
     finally:
         conn.execute("DROP TABLE IF EXISTS _per_customer")
-    customers = row_count(conn, CUSTOMER_FEATURES.candidate)
-    return FeatureBuild(
-        as_of=chosen, customers=customers, without_purchase=excluded[0], non_positive_spend=excluded[1]
-    )
 
 
 def build_customer_features(conn: duckdb.DuckDBPyConnection, as_of: dt.date | None = None) -> FeatureBuild:
@@ -148,13 +139,22 @@ def build_customer_features(conn: duckdb.DuckDBPyConnection, as_of: dt.date | No
     conn.execute(f"CREATE OR REPLACE TEMP TABLE _per_customer AS {_PER_CUSTOMER_SQL}", {"as_of": chosen})
     try:
         build_candidate(conn, CUSTOMER_FEATURES, _FEATURES_SQL)
+        return _built(conn, chosen)
+    finally:
+        conn.execute("DROP TABLE IF EXISTS _per_customer")
+
+
+def _built(conn: duckdb.DuckDBPyConnection, as_of: dt.date, counted: bool = True) -> FeatureBuild:
+    """The build's counts: customers featured, and those `_per_customer` holds that were left out."""
+    excluded = (0, 0)
+    if counted:
         excluded = conn.execute(
             "SELECT count(*) FILTER (WHERE frequency = 0), "
             "count(*) FILTER (WHERE frequency > 0 AND round(monetary, 2) <= 0) FROM _per_customer"
         ).fetchall()[0]
-    finally:
-        conn.execute("DROP TABLE IF EXISTS _per_customer")
-    customers = row_count(conn, CUSTOMER_FEATURES.candidate)
     return FeatureBuild(
-        as_of=chosen, customers=customers, without_purchase=excluded[0], non_positive_spend=excluded[1]
+        as_of=as_of,
+        customers=row_count(conn, CUSTOMER_FEATURES.candidate),
+        without_purchase=excluded[0],
+        non_positive_spend=excluded[1],
     )
