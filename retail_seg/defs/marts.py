@@ -203,7 +203,8 @@ def customer_features(config: FeaturesConfig, warehouse: Warehouse):
 
 
 @dg.asset(
-    deps=["customer_features", "customers"],
+    # The history's grain and mapping give the preprocessing's defaults (staging.customer_table, raw.loads).
+    deps=["customer_features", "customers", "transaction_history"],
     group_name="marts",
     kinds={"duckdb", "pandas"},
     code_version="1",
@@ -375,7 +376,7 @@ def _comparison_metadata(segmented: SegmentedCustomers) -> dict[str, object]:
 
 
 @dg.asset(
-    deps=["customer_segments", "customer_features", "customers", "customer_value"],
+    deps=["customer_segments", "customer_features", "customers", "customer_value", "model_features"],
     group_name="marts",
     kinds={"duckdb", "pandas", "matplotlib"},
     code_version="5",

@@ -8,6 +8,8 @@ from retail_seg.core.lake import file_key
 from retail_seg.core.loads import LoadOutcome
 from retail_seg.core.sources import NOT_FOUND, file_sha256
 from retail_seg.core.tables import (
+    CUSTOMER_FLAGS,
+    CUSTOMER_TABLE,
     CUSTOMERS,
     LOAD_EVENTS,
     RAW_LOADS,
@@ -61,7 +63,14 @@ def transaction_history(
         except MixedGrains as mixed:
             raise dg.Failure(description=str(mixed), allow_retries=False) from None
         metadata = table_metadata(
-            conn, STAGING_TRANSACTIONS, REJECTED_ROWS, RAW_LOADS, REJECTED_ACROSS_LOADS, LOAD_EVENTS
+            conn,
+            STAGING_TRANSACTIONS,
+            REJECTED_ROWS,
+            RAW_LOADS,
+            REJECTED_ACROSS_LOADS,
+            LOAD_EVENTS,
+            CUSTOMER_TABLE,
+            CUSTOMER_FLAGS,
         )
     yield dg.AssetCheckResult(
         check_name="every_file_loaded",
