@@ -25,20 +25,12 @@ import duckdb
 from retail_seg.core.cleaning import _gender_sql
 from retail_seg.core.expectations import ColumnRule, GateResult, Outcome, check_columns, fact
 from retail_seg.core.mappings import Category, CustomerMapping, SourceFormatError, detect_mapping
-from retail_seg.core.parsing import customer_key_sql, hashed_key_sql, literal
-from retail_seg.core.tables import CUSTOMER_FLAGS, CUSTOMER_TABLE
+from retail_seg.core.parsing import customer_key_sql, hashed_key_sql, literal, literal_list
+from retail_seg.core.tables import CUSTOMER_FLAGS, CUSTOMER_TABLE, RAW_LOADS
+from retail_seg.core.warehouse import exists
 
 TABLE_ROWS = "customers.parquet"
 FLAGS = "flags.parquet"
-REJECTIONS = (
-    "missing_customer_id",
-    "value_not_a_number",
-    "missing_rfm_value",
-    "negative_count",
-    "negative_spend",
-    "duplicate_customer_id",
-)
-FLAGGED = ("implausible_age", "unknown_category")
 # The columns every typed table stores (and `age`, its checked age); the others are its declared
 # features (numbers) and categories (text).
 STORED = (
@@ -343,10 +335,6 @@ def load_customer_table(
     return TableLoad(rows, clean, rejected, flagged, raw, staging)
 
 
-def literal_list(values: list[str]) -> str:
-    return "[" + ", ".join(literal(v) for v in values) + "]"
-
-
 def staging_gate(
     conn: duckdb.DuckDBPyConnection, table_rows: Path, rows: int, rejected: int, max_rejected_share: float
 ) -> GateResult:
@@ -429,19 +417,9 @@ def build_customer_table(
 def history_grain(conn: duckdb.DuckDBPyConnection) -> str:
     """What the published history is made of: 'customers' when it holds customer tables, else
     'transactions'."""
-    from retail_seg.core.warehouse import exists
-
-    if exists(conn, CUSTOMER_TABLE) and conn.execute(f"SELECT count(*) FROM {CUSTOMER_TABLE}").fetchone()[0]:
+    if exists(conn, CUSTOMER_TABLE) and conn.execute(f"SELECT EXISTS (FROM {CUSTOMER_TABLE})").fetchone()[0]:
         return "customers"
     return "transactions"
-
-
-def flags_by_rule(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    return dict(
-        conn.execute(
-            f"SELECT rule || ' (' || \"column\" || ')', count(*) FROM {CUSTOMER_FLAGS} GROUP BY 1"
-        ).fetchall()
-    )
 
 
 def declared(conn: duckdb.DuckDBPyConnection) -> tuple[list[str], list[str]]:
@@ -487,9 +465,6 @@ class ModelDefaults:
 
 def model_defaults(conn: duckdb.DuckDBPyConnection, tables: tuple[CustomerMapping, ...]) -> ModelDefaults:
     """The clustering defaults of the history's source: its customer table's mapping's, else R/F/M logged."""
-    from retail_seg.core.tables import RAW_LOADS
-    from retail_seg.core.warehouse import exists
-
     if history_grain(conn) != "customers" or not exists(conn, RAW_LOADS):
         return ModelDefaults()
     rows = conn.execute(

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import duckdb
 
+from retail_seg.core.sources import file_sha256
 from retail_seg.core.tables import (
     AUDIENCE_HISTORY,
     AUDIENCE_MEMBERS,
@@ -195,14 +196,6 @@ class Manifest:
         )
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _replace_with(path: Path, content: bytes) -> Path:
     staged = path.with_name(f".{path.name}.tmp")
     staged.write_bytes(content)
@@ -220,7 +213,7 @@ def copy_query(conn: duckdb.DuckDBPyConnection, sql: str, params: list | dict, p
 
 
 def described(folder: Path, path: Path, rows: int) -> ExportedFile:
-    return ExportedFile(str(path.relative_to(folder)), rows, path.stat().st_size, sha256_of(path))
+    return ExportedFile(str(path.relative_to(folder)), rows, path.stat().st_size, file_sha256(path))
 
 
 def in_control(audience: str, customer_id: str, share: float) -> bool:

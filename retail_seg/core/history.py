@@ -19,7 +19,7 @@ from retail_seg.core.customer_tables import FLAGS, TABLE_ROWS, build_customer_ta
 from retail_seg.core.lake import Lake, LoadRecord
 from retail_seg.core.mappings import CANONICAL as RAW_COLUMNS
 from retail_seg.core.mappings import LINE_COLUMNS
-from retail_seg.core.parsing import literal
+from retail_seg.core.parsing import literal, literal_list
 from retail_seg.core.tables import (
     LOAD_EVENTS,
     RAW_LOADS,
@@ -101,7 +101,7 @@ class MixedGrains(ValueError):
 
 
 def _files(paths: list[str]) -> str:
-    return "[" + ", ".join(literal(p) for p in paths) + "]"
+    return literal_list(paths)
 
 
 def _empty(schema: tuple[tuple[str, str], ...]) -> str:

@@ -20,6 +20,11 @@ def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def literal_list(values: list[str]) -> str:
+    """A list of text values as a DuckDB list literal."""
+    return "[" + ", ".join(literal(v) for v in values) + "]"
+
+
 def _text_list(values: tuple[str, ...] | list[str]) -> str:
     return "[" + ", ".join(literal(v) for v in values) + "]"
 
