@@ -13,7 +13,7 @@ DEFAULT_SOURCE := $(CURDIR)/data/synthetic/transactions.csv
 # The default data is made again only when its generator changes, and only when it is the source.
 SOURCE_DATA := $(if $(RETAIL_SEG_SOURCE),,$(DEFAULT_SOURCE))
 
-.PHONY: run test ui lint format bench clean
+.PHONY: run test ui lint format bench clean up down
 SIZES ?= 1000000 10000000
 
 run: $(STAMP) $(SOURCE_DATA) $(DAGSTER_HOME)/dagster.yaml
@@ -35,9 +35,20 @@ format: $(STAMP)
 $(DEFAULT_SOURCE): retail_seg/core/synthetic.py | $(STAMP)
 	$(PY) -m retail_seg synthesize --out $(dir $@)
 
-$(DAGSTER_HOME)/dagster.yaml: retail_seg/dagster.yaml
+# The distributed profile (RETAIL_SEG_EXECUTOR=celery) keeps its instance in Postgres.
+INSTANCE := retail_seg/$(if $(filter celery,$(RETAIL_SEG_EXECUTOR)),dagster.distributed.yaml,dagster.yaml)
+$(DAGSTER_HOME)/dagster.yaml: $(INSTANCE)
 	mkdir -p $(DAGSTER_HOME)
 	cp $< $@
+
+# The distributed profile on this host (README, "Past one machine"): Redis, Postgres and WORKERS Celery
+# workers under data/.cluster; `. data/.cluster/env` selects it for `make run` and `make ui`.
+WORKERS ?= 2
+up: $(STAMP)
+	$(PY) -m retail_seg cluster up --workers $(WORKERS)
+
+down: $(STAMP)
+	$(PY) -m retail_seg cluster down
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

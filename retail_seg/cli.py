@@ -1,4 +1,4 @@
-"""Command line: `python -m retail_seg synthesize | run | audit customer ID | erase customer ID`.
+"""Command line: `python -m retail_seg synthesize | run | audit customer ID | erase customer ID | cluster up`.
 
 Each way a command can fail has its own exit code and a plain sentence, so a scheduler (and a person)
 can tell "try again later" from "fix the file" from "free some disk". The codes follow sysexits.h.
@@ -118,10 +118,71 @@ def _refused_files(result) -> list[str]:
     ]
 
 
+def _load_one(path: str) -> tuple[str, str, bool, str]:
+    """One file's load as a run of `load_files` whose step the executor places (a Celery worker): the file,
+    the run, whether it was accepted, and why not."""
+    import dagster as dg
+
+    from retail_seg.core.lake import file_key
+    from retail_seg.definitions import load_files_job
+
+    key = file_key(Path(path))
+    with dg.DagsterInstance.get() as instance:
+        result = dg.execute_job(
+            dg.reconstructable(load_files_job),
+            instance,
+            run_config={"ops": {"file_load": {"config": {"source": path}}}},
+            tags={"dagster/partition": key, "retail_seg/source": Path(path).name},
+            raise_on_error=False,
+        )
+        reasons = [reason for _, reason, _ in _failures(result)]
+    return path, result.run_id, result.success, "; ".join(reasons)
+
+
+def _load_pending(parallel: int) -> list[tuple[str, str, bool, str]]:
+    """Load the source's files the history does not hold as they are now, `parallel` runs at a time, each
+    its own run (and partition); the publication that follows finds them loaded."""
+    import concurrent.futures
+    import multiprocessing
+
+    import dagster as dg
+
+    from retail_seg.core.lake import Lake, file_key
+    from retail_seg.core.loads import pending_files
+    from retail_seg.core.sources import source_paths
+    from retail_seg.defs.ingest import SOURCE_FILES
+
+    pending = pending_files(
+        Lake(Path(settings.WAREHOUSE.value())), source_paths(Path(settings.SOURCE.value()))
+    )
+    if not pending.files:
+        return []
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions(SOURCE_FILES.name, [file_key(p) for p in pending.files])
+    print(f"loading {len(pending.files)} file(s), {parallel} at a time, each a run on the workers")
+    # Fresh processes (not forks of this one): each opens its own instance storage.
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(
+        min(parallel, len(pending.files)), mp_context=context
+    ) as pool:
+        loads = list(pool.map(_load_one, [str(p) for p in pending.files]))
+    for path, run_id, accepted, why in loads:
+        print(f"  {Path(path).name}: {'loaded' if accepted else 'REFUSED: ' + why} (run {run_id})")
+    return loads
+
+
+def _parallel_loads() -> int:
+    value = settings.PARALLEL_LOADS.value()
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{settings.PARALLEL_LOADS.variable}: {value!r} is not a number of loads")
+    return int(value)
+
+
 def _run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from retail_seg.definitions import build_definitions, segmentation_job
+    from retail_seg.defs.distributed import CELERY, executor_name
     from retail_seg.defs.runs import release_dead_runs
 
     run_config: dict = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -130,6 +191,8 @@ def _run(args: argparse.Namespace) -> int:
     job = build_definitions().resolve_job_def(segmentation_job.name)
     _instance_home()
     publications = _publications()
+    if executor_name() == CELERY:  # the loads on the workers first, side by side; then one publication
+        _load_pending(_parallel_loads())
     with dg.DagsterInstance.get() as instance:
         release_dead_runs(instance, print)
         result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
@@ -283,6 +346,23 @@ def _erase_customer(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+def _cluster(args: argparse.Namespace) -> int:
+    from retail_seg import cluster
+
+    folder = Path(args.folder)
+    if args.action == "down":
+        stopped = cluster.down(folder)
+        print(f"stopped {', '.join(stopped)}" if stopped else f"nothing running from {folder}")
+        return Exit.OK
+    servers = cluster.up(folder, args.workers)
+    print(
+        f"redis on 127.0.0.1:{servers.redis_port}, postgres on 127.0.0.1:{servers.postgres_port}, "
+        f"{args.workers} Celery worker(s); logs in {folder}"
+    )
+    print(f"to use it: . {folder / 'env'} && python -m retail_seg run (or make ui); to stop it: make down")
+    return Exit.OK
+
+
 def _explained(row: dict) -> dict:
     """One recorded run of a customer, as the audit command tells it."""
     versions = json.loads(row["code_versions"]) if row.get("code_versions") else {}
@@ -381,6 +461,16 @@ def main(argv: list[str] | None = None) -> int:
         "customer_id", help="the id as the warehouse holds it, or the email it hashes"
     )
     erased_customer.set_defaults(handler=_erase_customer)
+
+    clustered = commands.add_parser(
+        "cluster", help="the distributed profile on this host: Redis, Postgres and Celery workers"
+    )
+    clustered.add_argument("action", choices=("up", "down"))
+    clustered.add_argument("--workers", type=int, default=2, help="Celery worker processes (up)")
+    clustered.add_argument(
+        "--folder", default=str(settings.DATA / ".cluster"), help="servers' data, logs and `env`"
+    )
+    clustered.set_defaults(handler=_cluster)
 
     args = parser.parse_args(argv)
     try:

@@ -6,6 +6,7 @@ from retail_seg import settings
 from retail_seg.core.alerts import AlertTargets
 from retail_seg.defs.alerting import alerting_sensors, with_freshness
 from retail_seg.defs.automation import dead_runs_sensor, landing_sensor, nightly_schedule
+from retail_seg.defs.distributed import load_executor
 from retail_seg.defs.ingest import LOADED, file_load
 from retail_seg.defs.publication import BUILT, publication
 from retail_seg.defs.resources import production_resources
@@ -13,17 +14,22 @@ from retail_seg.defs.resources import production_resources
 ASSETS = [file_load, *BUILT, publication]
 STALE_AFTER_HOURS = float(settings.STALE_AFTER_HOURS.default)
 
+LOAD_JOB = "load_files"
+# The instance's run queue reads it: publications go one at a time, loads side by side.
+KIND_TAG = "retail_seg/kind"
 load_job = dg.define_asset_job(
-    "load_files",
+    LOAD_JOB,
     selection=dg.AssetSelection.assets(*LOADED),
     description="Take one file into the history (a partition per file): raw and staging gates, Parquet in "
     "the lake.",
+    tags={KIND_TAG: "load"},
 )
 segmentation_job = dg.define_asset_job(
     "segment_customers",
     selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*LOADED),
     description="Load the source, clean it, build features, segment every customer, report, record the run, "
     "and publish it all at once.",
+    tags={KIND_TAG: "publication"},
 )
 
 
@@ -32,12 +38,20 @@ def build_definitions(
 ) -> dg.Definitions:
     """Everything Dagster loads; `timezone` is the nightly schedule's, `alerts` where alerts go (nowhere by
     default), and the published segmentation is stale `stale_after_hours` after its publication."""
+    # Loads share nothing, so they may run anywhere (RETAIL_SEG_EXECUTOR); a publication is one process.
+    loads = dg.define_asset_job(
+        LOAD_JOB,
+        selection=load_job.selection,
+        description=load_job.description,
+        tags=load_job.tags,
+        executor_def=load_executor(),
+    )
     return dg.Definitions(
         assets=with_freshness(ASSETS, stale_after_hours),
-        jobs=[load_job, segmentation_job],
+        jobs=[loads, segmentation_job],
         schedules=[nightly_schedule(segmentation_job.name, timezone)],
         sensors=[
-            landing_sensor(load_job, segmentation_job),
+            landing_sensor(loads, segmentation_job),
             dead_runs_sensor(),
             *alerting_sensors(segmentation_job, alerts or AlertTargets(), stale_after_hours),
         ],
@@ -57,3 +71,8 @@ def defs() -> dg.Definitions:
         alerts=settings.alert_targets(),
         stale_after_hours=settings.stale_after_hours(),
     )
+
+
+def load_files_job() -> dg.JobDefinition:
+    """The load job as Dagster rebuilds it in another process (a Celery worker): `dg.reconstructable`."""
+    return defs().resolve_job_def(LOAD_JOB)

@@ -80,6 +80,29 @@ STALE_AFTER_HOURS = Setting(
     "26",
     "hours after the last publication when the published segmentation shows stale and raises an alert",
 )
+EXECUTOR = Setting(
+    "RETAIL_SEG_EXECUTOR",
+    "in_process",
+    "where loads run: `in_process` (in the run's process) or `celery` (each file a step on Celery workers)",
+)
+CELERY_BROKER = Setting(
+    "RETAIL_SEG_CELERY_BROKER", "redis://127.0.0.1:6379/0", "the Celery broker, with `celery` as executor"
+)
+CELERY_BACKEND = Setting(
+    "RETAIL_SEG_CELERY_BACKEND",
+    "redis://127.0.0.1:6379/1",
+    "where Celery workers leave step results, with `celery` as executor",
+)
+CELERY_REDELIVER_SECONDS = Setting(
+    "RETAIL_SEG_CELERY_REDELIVER_SECONDS",
+    "3600",
+    "after this many seconds a load whose worker died goes to another worker: longer than the longest load",
+)
+PARALLEL_LOADS = Setting(
+    "RETAIL_SEG_PARALLEL_LOADS",
+    "4",
+    "with `celery` as executor, how many files `python -m retail_seg run` loads at once, each as its own run",
+)
 SETTINGS = (
     SOURCE,
     WAREHOUSE,
@@ -94,6 +117,11 @@ SETTINGS = (
     ALERT_WEBHOOK,
     ALERT_COMMAND,
     STALE_AFTER_HOURS,
+    EXECUTOR,
+    CELERY_BROKER,
+    CELERY_BACKEND,
+    CELERY_REDELIVER_SECONDS,
+    PARALLEL_LOADS,
 )
 
 

@@ -68,12 +68,20 @@ def published_state(workdir: Path) -> tuple[dict, dict, dict]:
     return tables, folder_digest(workdir / "reports"), folder_digest(workdir / "exports")
 
 
-def published_content(workdir: Path) -> dict[str, tuple]:
-    """Every published table's rows, run ids and timestamps aside, as (rows, order-free hash)."""
+def published_content(workdir: Path, decimals: int | None = None) -> dict[str, tuple]:
+    """Every published table's rows, run ids and timestamps aside, as (rows, order-free hash); with
+    `decimals`, floating-point values rounded to that many (sums over lines read in another order differ
+    in their last bits)."""
     content = {}
     with duckdb.connect(str(workdir / "warehouse.duckdb"), read_only=True) as conn:
         for table in published_tables(conn):
-            kept = [f'"{name}"' for name, _ in column_types(conn, table) if name not in RUN_SPECIFIC]
+            kept = [
+                f'round("{name}", {decimals})'
+                if decimals is not None and kind in ("DOUBLE", "FLOAT")
+                else f'"{name}"'
+                for name, kind in column_types(conn, table)
+                if name not in RUN_SPECIFIC
+            ]
             sql = f"SELECT count(*), sum(hash(row({', '.join(kept)}))::HUGEINT) FROM {table}"
             content[str(table)] = conn.execute(sql).fetchall()[0]
     return content

@@ -96,6 +96,17 @@ class Lake:
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
+    def new_attempt(self, load_id: str) -> str:
+        """`load_id`, or when a folder of that id exists (an attempt of the same step that died, or that a
+        worker finished unseen), the id of a new attempt: `<file key>~<n>@<run id>`. An attempt never
+        builds over another's files, one of which may be in force."""
+        stem, at, run_id = load_id.rpartition("@")
+        attempt, n = load_id, 1
+        while (self.loads / attempt).exists():
+            n += 1
+            attempt = f"{stem}~{n}{at}{run_id}"
+        return attempt
+
     def accept(self, record: LoadRecord) -> LoadRecord | None:
         """Make `record` the load in force for its file, in one rename; return the load it supersedes."""
         folder = self.loads / record.load_id

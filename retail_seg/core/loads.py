@@ -20,8 +20,9 @@ from retail_seg.core.customer_tables import TABLE_ROWS, load_customer_table, rec
 from retail_seg.core.expectations import GateResult, Outcome
 from retail_seg.core.lake import LINES, QUANTITIES, REJECTED, Lake, LoadRecord, file_key
 from retail_seg.core.mappings import CustomerMapping, Mapping, SourceFormatError
+from retail_seg.core.publication import pause_point
 from retail_seg.core.quality import raw_gate, staging_gate
-from retail_seg.core.sources import SNAPSHOTS, LoadedSource, load_raw, snapshot
+from retail_seg.core.sources import NOT_FOUND, SNAPSHOTS, LoadedSource, file_sha256, load_raw, snapshot
 from retail_seg.core.tables import RAW_LOADS, RAW_TRANSACTIONS, REJECTED_ROWS, STAGING_TRANSACTIONS
 from retail_seg.core.warehouse import publish, row_count
 
@@ -53,6 +54,42 @@ class LoadOutcome:
     @property
     def accepted(self) -> bool:
         return self.refused_at is None
+
+
+@dataclass(frozen=True)
+class Pending:
+    """What of a source the history does not hold as it is now."""
+
+    files: list[Path]  # new, or corrected under the same name: to load
+    still_refused: list[str]  # content refused before, not loaded again until it changes: why, per file
+
+
+def pending_files(lake: Lake, paths: list[Path]) -> Pending:
+    """The files of `paths` whose content is neither the load in force for their name nor refused before;
+    a file that is not there raises SourceFormatError (nothing to load: the source is wrong)."""
+    accepted = lake.accepted()
+    refused_before = {(record.key, record.sha256): why for record, why in lake.refused()}
+    files, still_refused = [], []
+    for path in paths:
+        if not path.exists():
+            raise SourceFormatError(f"{path}: {NOT_FOUND}")
+        key, sha256 = file_key(path), _checksum(path)
+        if key in accepted and accepted[key].sha256 == sha256:
+            continue
+        if (key, sha256) in refused_before:
+            still_refused.append(
+                f"{path} is still refused (fix the file to load it): {refused_before[key, sha256]}"
+            )
+            continue
+        files.append(path)
+    return Pending(files, still_refused)
+
+
+def _checksum(path: Path) -> str | None:
+    try:
+        return file_sha256(path)
+    except OSError:  # unreadable: its load says why
+        return None
 
 
 def _unreadable(path: Path, error: SourceFormatError) -> GateResult:
@@ -106,6 +143,7 @@ def load_file(
     """Load one file into the lake; accepted only when the raw and staging gates pass, refused (and kept
     aside with its lines) otherwise. Nothing in force changes unless the load is accepted. A file whose
     header is one of `tables`' is a customer table (one row per customer), loaded as such."""
+    load_id = lake.new_attempt(load_id)
     folder = lake.building(load_id)
     record = LoadRecord(
         load_id=load_id,
@@ -137,6 +175,7 @@ def load_file(
     if not outcome.accepted:
         gate = outcome.staging_gate if outcome.refused_at == "staging" else outcome.raw_gate
         return replace(outcome, kept=lake.refuse(outcome.record, gate.message()))
+    pause_point("load accepting")
     return replace(outcome, superseded=lake.accept(outcome.record))
 
 

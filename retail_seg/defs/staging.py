@@ -5,8 +5,8 @@ import dagster as dg
 from retail_seg.core.cleaning import build_customers
 from retail_seg.core.history import MixedGrains, adopt_tables, build_history
 from retail_seg.core.lake import file_key
-from retail_seg.core.loads import LoadOutcome
-from retail_seg.core.sources import NOT_FOUND, file_sha256
+from retail_seg.core.loads import LoadOutcome, pending_files
+from retail_seg.core.mappings import SourceFormatError
 from retail_seg.core.tables import (
     CUSTOMER_FLAGS,
     CUSTOMER_TABLE,
@@ -94,35 +94,17 @@ def transaction_history(
     )
 
 
-def _checksum(path) -> str | None:
-    try:
-        return file_sha256(path)
-    except OSError:  # missing or unreadable: its load says why
-        return None
-
-
 def catch_up(
     context, source: SourceFile, load_rules: LoadRules, warehouse: Warehouse
 ) -> tuple[list[LoadOutcome], list[str]]:
     """Load every file of the configured source whose content the history does not hold, each recorded as
     a materialization (or a refusal) of its partition; return the outcomes, and the files whose content
     was refused before (not loaded again until they change)."""
-    lake = warehouse.lake()
-    accepted = lake.accepted()
-    refused_before = {(record.key, record.sha256): why for record, why in lake.refused()}
-    pending, still_refused = [], []
-    for path in source.files():
-        if not path.exists():  # the source names a file that is not there: nothing to load, say so
-            raise dg.Failure(description=f"{path}: {NOT_FOUND}", allow_retries=False)
-        key, sha256 = file_key(path), _checksum(path)
-        if key in accepted and accepted[key].sha256 == sha256:
-            continue
-        if (key, sha256) in refused_before:
-            still_refused.append(
-                f"{path} is still refused (fix the file to load it): {refused_before[key, sha256]}"
-            )
-            continue
-        pending.append(path)
+    try:
+        found = pending_files(warehouse.lake(), source.files())
+    except SourceFormatError as missing:  # the source names a file that is not there: say so
+        raise dg.Failure(description=str(missing), allow_retries=False) from None
+    pending, still_refused = found.files, found.still_refused
     if pending:
         context.instance.add_dynamic_partitions(SOURCE_FILES.name, [file_key(p) for p in pending])
     outcomes = []

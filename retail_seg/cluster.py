@@ -1,0 +1,231 @@
+"""The distributed profile on one host: Redis, Postgres and N Celery workers, from the machine's packages.
+
+`python -m retail_seg cluster up --workers 2` starts them under `data/.cluster/` and writes `env`, the
+settings that select the profile (source it, then `python -m retail_seg run`, `make ui`); `cluster down`
+stops them. On several hosts, point every host's settings at one broker and one Postgres instead (README,
+"Past one machine"); the code is the same. Postgres refuses to run as root, so as root its data belongs to
+the `postgres` user, who runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from retail_seg import settings
+
+DISTRIBUTED_INSTANCE = settings.PROJECT_ROOT / "retail_seg" / "dagster.distributed.yaml"
+POSTGRES_URL = "RETAIL_SEG_POSTGRES_URL"  # read by the instance settings (dagster.distributed.yaml)
+POSTGRES_USER = "dagster"
+
+
+class ServerMissing(RuntimeError):
+    """A server program the profile needs is not installed."""
+
+
+def _program(name: str, *elsewhere: str) -> str:
+    for candidate in (shutil.which(name), *elsewhere):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    raise ServerMissing(f"{name} is not installed (Debian: apt-get install redis-server postgresql)")
+
+
+def postgres_bin(name: str) -> str:
+    return _program(name, *sorted(str(p) for p in Path("/usr/lib/postgresql").glob(f"*/bin/{name}")))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_for_port(port: int, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    """`command` as the `postgres` user when we are root (Postgres will not run as root)."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@dataclass
+class Servers:
+    """What `up` started: the processes, their ports, and the settings that select the profile."""
+
+    folder: Path
+    redis_port: int
+    postgres_port: int
+    processes: dict[str, subprocess.Popen]
+
+    @property
+    def postgres_url(self) -> str:
+        return f"postgresql+psycopg2://{POSTGRES_USER}@127.0.0.1:{self.postgres_port}/postgres"
+
+    def environment(self) -> dict[str, str]:
+        """The settings of the profile: Celery for loads, the instance on Postgres."""
+        return {
+            settings.EXECUTOR.variable: "celery",
+            settings.CELERY_BROKER.variable: f"redis://127.0.0.1:{self.redis_port}/0",
+            settings.CELERY_BACKEND.variable: f"redis://127.0.0.1:{self.redis_port}/1",
+            POSTGRES_URL: self.postgres_url,
+            settings.DAGSTER_HOME.variable: str(self.folder / "dagster_home"),
+        }
+
+
+def start_redis(folder: Path, port: int) -> subprocess.Popen:
+    """A Redis on loopback that keeps nothing on disk (a broker's queue, not a database)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [_program("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    command += ["--appendonly", "no", "--dir", str(folder)]
+    log = (folder / "redis.log").open("ab")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    _wait_for_port(port, "redis-server")
+    return process
+
+
+def start_postgres(folder: Path, port: int) -> subprocess.Popen:
+    """A Postgres on loopback with a superuser `dagster` (trusted on loopback only), made on first use."""
+    data = folder / "data"
+    if not (data / "PG_VERSION").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(folder, "postgres")
+        initdb = [postgres_bin("initdb"), "-D", str(data), "-U", POSTGRES_USER, "-A", "trust", "-E", "UTF8"]
+        subprocess.run(_as_postgres(initdb), check=True, capture_output=True)
+    log = (folder / "postgres.log").open("ab")
+    command = [postgres_bin("postgres"), "-D", str(data), "-p", str(port), "-k", str(folder)]
+    command += ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=on"]
+    process = subprocess.Popen(
+        _as_postgres(command), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    _wait_for_port(port, "postgres")
+    return process
+
+
+def start_worker(environment: dict[str, str], name: str, log: Path) -> subprocess.Popen:
+    """One Celery worker process that executes Dagster steps, one at a time (`--pool solo`: the step runs in
+    the worker's own process, so killing the worker kills its step)."""
+    command = [
+        str(Path(sys.executable).parent / "celery"),
+        "-A",
+        "retail_seg.defs.distributed",
+        "worker",
+        "-Q",
+        "dagster",
+        "--pool",
+        "solo",
+        "--hostname",
+        f"{name}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        "INFO",
+    ]
+    handle = log.open("ab")
+    return subprocess.Popen(
+        command, env=environment, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def wait_for_workers(environment: dict[str, str], names: list[str], timeout: float = 60.0) -> None:
+    """Until every worker in `names` answers a ping on the broker."""
+    from retail_seg.defs import distributed
+
+    saved = {key: os.environ.get(key) for key in environment}
+    os.environ.update(environment)
+    try:
+        app = distributed.worker_app()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            answered = {name.split("@")[0] for reply in app.control.ping(timeout=1.0) or [] for name in reply}
+            if set(names) <= answered:
+                return
+            time.sleep(0.5)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        distributed.worker_app.cache_clear()
+    raise TimeoutError(f"workers {', '.join(names)} did not answer within {timeout:.0f} s")
+
+
+def instance_home(folder: Path) -> Path:
+    """A DAGSTER_HOME with the distributed instance settings."""
+    home = folder / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(DISTRIBUTED_INSTANCE, home / "dagster.yaml")
+    return home
+
+
+def stop(process: subprocess.Popen, timeout: float = 20.0) -> None:
+    """Stop a server or worker and everything it started: politely, then for good."""
+    if process.poll() is not None:
+        return
+    with _gone():
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with _gone():
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout)
+
+
+class _gone:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        return kind is ProcessLookupError
+
+
+def up(folder: Path, workers: int) -> Servers:
+    """Start Redis, Postgres and `workers` Celery workers; write `folder/env` with the profile's settings."""
+    folder = folder.absolute()
+    instance_home(folder)
+    redis_port, postgres_port = free_port(), free_port()
+    processes = {
+        "redis": start_redis(folder / "redis", redis_port),
+        "postgres": start_postgres(folder / "postgres", postgres_port),
+    }
+    servers = Servers(folder, redis_port, postgres_port, processes)
+    environment = {**os.environ, **servers.environment()}
+    names = [f"worker{n}" for n in range(1, workers + 1)]
+    for name in names:
+        processes[name] = start_worker(environment, name, folder / f"{name}.log")
+    wait_for_workers(environment, names)
+    lines = [f"export {key}={shlex.quote(value)}" for key, value in servers.environment().items()]
+    (folder / "env").write_text("\n".join(lines) + "\n")
+    (folder / "pids").write_text("\n".join(f"{name} {p.pid}" for name, p in processes.items()) + "\n")
+    return servers
+
+
+def down(folder: Path) -> list[str]:
+    """Stop what `up` started in `folder` (workers first, then the servers); the names stopped."""
+    pids = folder / "pids"
+    stopped = []
+    if pids.exists():
+        entries = [line.split() for line in pids.read_text().splitlines() if line.strip()]
+        for name, pid in sorted(entries, key=lambda e: e[0] in ("redis", "postgres")):
+            with _gone():
+                os.killpg(int(pid), signal.SIGTERM)
+                stopped.append(name)
+        pids.unlink()
+    return stopped
