@@ -35,8 +35,8 @@ format: $(STAMP)
 $(DEFAULT_SOURCE): retail_seg/core/synthetic.py | $(STAMP)
 	$(PY) -m retail_seg synthesize --out $(dir $@)
 
-# The distributed profile (RETAIL_SEG_EXECUTOR=celery) keeps its instance in Postgres.
-INSTANCE := retail_seg/$(if $(filter celery,$(RETAIL_SEG_EXECUTOR)),dagster.distributed.yaml,dagster.yaml)
+# With RETAIL_SEG_POSTGRES_URL set (the distributed profile), the instance is on Postgres.
+INSTANCE := retail_seg/$(if $(filter-out none,$(RETAIL_SEG_POSTGRES_URL)),dagster.distributed.yaml,dagster.yaml)
 $(DAGSTER_HOME)/dagster.yaml: $(INSTANCE)
 	mkdir -p $(DAGSTER_HOME)
 	cp $< $@

@@ -9,7 +9,8 @@ peak resident memory of: a bare DuckDB query computing R, F and M over the file 
 limit), this project's RFM feature build (`customer_features` over staged lines), this project's
 whole path from file to features (raw, staging, features), a pandas groupby (what a notebook does),
 pymc-marketing's `rfm_summary` where it installs, and `python -m retail_seg run` end to end with
-every asset and check, with the time of each step. It prints the measurements, each target with
+every asset and check, with the time of each step; then a many-file history built by the distributed
+profile with 1 and 2 Celery workers (bench/scaling.py). It prints the measurements, each target with
 whether this run met it, and the time per step, and writes them to bench/results/benchmark.md with a
 plot in bench/results/benchmark.png.
 """
@@ -430,6 +431,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--no-pymc", action="store_true", help="skip pymc-marketing")
+    parser.add_argument(
+        "--no-scaling",
+        action="store_true",
+        help="skip the 1- and 2-worker distributed runs (bench/scaling.py)",
+    )
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     pymc = None if args.no_pymc else pymc_python()
@@ -452,6 +458,10 @@ def main() -> None:
     if pymc:
         value["value_pymc"] = task("value_pymc", value_customers(), python=pymc)
     table = report(results) + "\n\n" + "\n".join(value_report(value))
+    if not args.no_scaling:
+        import scaling
+
+        table += "\n\n" + "\n".join(scaling.main())
     (RESULTS / "benchmark.md").write_text(table + "\n")
     plot(results)
     print(table)

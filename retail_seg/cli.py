@@ -14,11 +14,14 @@ import os
 import re
 import shutil
 import sys
+from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
 from retail_seg import settings
 from retail_seg.core.sources import NO_FILES, NOT_FOUND
+
+SOURCE_TAG = "retail_seg/source"
 
 
 class Exit(IntEnum):
@@ -80,7 +83,7 @@ def _instance_home() -> Path:
     os.environ[settings.DAGSTER_HOME.variable] = str(home)
     if not (home / "dagster.yaml").exists():
         home.mkdir(parents=True, exist_ok=True)
-        shutil.copy(settings.INSTANCE_SETTINGS, home / "dagster.yaml")
+        shutil.copy(settings.instance_settings(), home / "dagster.yaml")
     return home
 
 
@@ -118,30 +121,37 @@ def _refused_files(result) -> list[str]:
     ]
 
 
-def _load_one(path: str) -> tuple[str, str, bool, str]:
-    """One file's load as a run of `load_files` whose step the executor places (a Celery worker): the file,
-    the run, whether it was accepted, and why not."""
-    import dagster as dg
+@dataclass(frozen=True)
+class LoadRun:
+    """One file's load run, as `python -m retail_seg run` saw it end."""
 
-    from retail_seg.core.lake import file_key
+    path: str
+    run_id: str
+    accepted: bool
+    refused: bool  # a gate refused the file (else a failure is a crash: a worker, the broker, a bug)
+    why: str
+
+
+def _load_one(run_id: str) -> LoadRun:
+    """Execute the load run `run_id` from this process, its step placed by the executor (a Celery worker).
+    This process owns the run: if it dies, the next run or the dead_runs sensor marks the run failed."""
+    import dagster as dg
+    from dagster._core.execution.api import execute_run
+
+    from retail_seg.core.publication import Owner
     from retail_seg.definitions import load_files_job
 
-    key = file_key(Path(path))
     with dg.DagsterInstance.get() as instance:
-        result = dg.execute_job(
-            dg.reconstructable(load_files_job),
-            instance,
-            run_config={"ops": {"file_load": {"config": {"source": path}}}},
-            tags={"dagster/partition": key, "retail_seg/source": Path(path).name},
-            raise_on_error=False,
-        )
-        reasons = [reason for _, reason, _ in _failures(result)]
-    return path, result.run_id, result.success, "; ".join(reasons)
+        instance.add_run_tags(run_id, Owner.this_process(run_id).as_tags())
+        result = execute_run(dg.reconstructable(load_files_job), instance.get_run_by_id(run_id), instance)
+        refused = any(not e.passed for e in result.get_asset_check_evaluations())
+        why = "; ".join(reason for _, reason, _ in _failures(result))
+        return LoadRun(result.dagster_run.tags[SOURCE_TAG], run_id, result.success, refused, why)
 
 
-def _load_pending(parallel: int) -> list[tuple[str, str, bool, str]]:
+def _load_pending(instance, parallel: int) -> list[LoadRun]:
     """Load the source's files the history does not hold as they are now, `parallel` runs at a time, each
-    its own run (and partition); the publication that follows finds them loaded."""
+    its own run of `load_files` (and partition); the publication that follows finds them loaded."""
     import concurrent.futures
     import multiprocessing
 
@@ -150,25 +160,53 @@ def _load_pending(parallel: int) -> list[tuple[str, str, bool, str]]:
     from retail_seg.core.lake import Lake, file_key
     from retail_seg.core.loads import pending_files
     from retail_seg.core.sources import source_paths
+    from retail_seg.definitions import load_files_job
     from retail_seg.defs.ingest import SOURCE_FILES
 
-    pending = pending_files(
-        Lake(Path(settings.WAREHOUSE.value())), source_paths(Path(settings.SOURCE.value()))
-    )
-    if not pending.files:
+    lake = Lake(Path(settings.WAREHOUSE.value()))
+    pending = pending_files(lake, source_paths(Path(settings.SOURCE.value()))).files
+    if not pending:
         return []
-    with dg.DagsterInstance.get() as instance:
-        instance.add_dynamic_partitions(SOURCE_FILES.name, [file_key(p) for p in pending.files])
-    print(f"loading {len(pending.files)} file(s), {parallel} at a time, each a run on the workers")
-    # Fresh processes (not forks of this one): each opens its own instance storage.
+    instance.add_dynamic_partitions(SOURCE_FILES.name, [file_key(p) for p in pending])
+    job = dg.reconstructable(load_files_job).get_definition()
+    runs = [
+        instance.create_run_for_job(
+            job_def=job,
+            run_config={"ops": {"file_load": {"config": {"source": str(path)}}}},
+            tags={**job.tags, "dagster/partition": file_key(path), SOURCE_TAG: str(path)},
+        ).run_id
+        for path in pending
+    ]
+    print(f"loading {len(pending)} file(s), {parallel} at a time, each a run on the workers")
+    # Fresh processes (not forks of this one): each opens its own connection to the instance's storage.
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(
-        min(parallel, len(pending.files)), mp_context=context
-    ) as pool:
-        loads = list(pool.map(_load_one, [str(p) for p in pending.files]))
-    for path, run_id, accepted, why in loads:
-        print(f"  {Path(path).name}: {'loaded' if accepted else 'REFUSED: ' + why} (run {run_id})")
+    with concurrent.futures.ProcessPoolExecutor(min(parallel, len(runs)), mp_context=context) as pool:
+        loads = list(pool.map(_load_one, runs))
+    for load in loads:
+        told = "loaded" if load.accepted else ("REFUSED: " if load.refused else "FAILED: ") + load.why
+        print(f"  {Path(load.path).name}: {told} (run {load.run_id})")
     return loads
+
+
+def _load_on_workers(instance) -> Exit | None:
+    """The pending loads, as runs on the workers; an exit code when the run must stop before publishing (the
+    instance is not shared, or a load failed other than by a gate's refusal)."""
+    if "sqlite" in type(instance.run_storage).__name__.lower():
+        print(
+            f"{settings.EXECUTOR.variable}=celery needs Dagster's instance on Postgres, shared with the "
+            f"workers; {instance.root_directory} keeps it in SQLite: set {settings.POSTGRES_URL.variable} "
+            "and a DAGSTER_HOME of its own (make up writes both into data/.cluster/env)",
+            file=sys.stderr,
+        )
+        return Exit.FAILED
+    loads = _load_pending(instance, _parallel_loads())
+    crashed = [load for load in loads if not load.accepted and not load.refused]
+    for load in crashed:
+        print(f"the load of {load.path} failed (not refused by a gate): {load.why}", file=sys.stderr)
+    if crashed:
+        print("nothing published changed: fix what failed and run again; the accepted loads are kept")
+        return Exit.FAILED
+    return None
 
 
 def _parallel_loads() -> int:
@@ -191,10 +229,12 @@ def _run(args: argparse.Namespace) -> int:
     job = build_definitions().resolve_job_def(segmentation_job.name)
     _instance_home()
     publications = _publications()
-    if executor_name() == CELERY:  # the loads on the workers first, side by side; then one publication
-        _load_pending(_parallel_loads())
     with dg.DagsterInstance.get() as instance:
         release_dead_runs(instance, print)
+        if executor_name() == CELERY:  # the loads on the workers first, side by side; then one publication
+            failed = _load_on_workers(instance)
+            if failed is not None:
+                return failed
         result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
     materialized = sorted(
         event.asset_key.to_user_string() for event in result.get_asset_materialization_events()

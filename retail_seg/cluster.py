@@ -22,8 +22,8 @@ from pathlib import Path
 
 from retail_seg import settings
 
-DISTRIBUTED_INSTANCE = settings.PROJECT_ROOT / "retail_seg" / "dagster.distributed.yaml"
-POSTGRES_URL = "RETAIL_SEG_POSTGRES_URL"  # read by the instance settings (dagster.distributed.yaml)
+DISTRIBUTED_INSTANCE = settings.DISTRIBUTED_INSTANCE_SETTINGS
+POSTGRES_URL = settings.POSTGRES_URL.variable  # read by the instance settings (dagster.distributed.yaml)
 POSTGRES_USER = "dagster"
 
 
@@ -175,11 +175,12 @@ def instance_home(folder: Path) -> Path:
 
 
 def stop(process: subprocess.Popen, timeout: float = 20.0) -> None:
-    """Stop a server or worker and everything it started: politely, then for good."""
+    """Stop a server or worker and everything it started: politely (SIGINT: a worker's warm shutdown,
+    Postgres' fast one), then for good."""
     if process.poll() is not None:
         return
     with _gone():
-        os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(process.pid, signal.SIGINT)
     try:
         process.wait(timeout)
     except subprocess.TimeoutExpired:
@@ -197,35 +198,57 @@ class _gone:
 
 
 def up(folder: Path, workers: int) -> Servers:
-    """Start Redis, Postgres and `workers` Celery workers; write `folder/env` with the profile's settings."""
+    """Start Redis, Postgres and `workers` Celery workers; write `folder/env` with the profile's settings.
+    Each process is recorded in `folder/pids` as it starts, so `down` stops whatever did start."""
     folder = folder.absolute()
     instance_home(folder)
+    pids = folder / "pids"
+    processes: dict[str, subprocess.Popen] = {}
+
+    def started(name: str, process: subprocess.Popen) -> None:
+        processes[name] = process
+        with pids.open("a") as handle:
+            handle.write(f"{name} {process.pid}\n")
+
     redis_port, postgres_port = free_port(), free_port()
-    processes = {
-        "redis": start_redis(folder / "redis", redis_port),
-        "postgres": start_postgres(folder / "postgres", postgres_port),
-    }
+    started("redis", start_redis(folder / "redis", redis_port))
+    started("postgres", start_postgres(folder / "postgres", postgres_port))
     servers = Servers(folder, redis_port, postgres_port, processes)
     environment = {**os.environ, **servers.environment()}
     names = [f"worker{n}" for n in range(1, workers + 1)]
     for name in names:
-        processes[name] = start_worker(environment, name, folder / f"{name}.log")
+        started(name, start_worker(environment, name, folder / f"{name}.log"))
     wait_for_workers(environment, names)
     lines = [f"export {key}={shlex.quote(value)}" for key, value in servers.environment().items()]
     (folder / "env").write_text("\n".join(lines) + "\n")
-    (folder / "pids").write_text("\n".join(f"{name} {p.pid}" for name, p in processes.items()) + "\n")
     return servers
 
 
-def down(folder: Path) -> list[str]:
-    """Stop what `up` started in `folder` (workers first, then the servers); the names stopped."""
-    pids = folder / "pids"
+def down(folder: Path, timeout: float = 30.0) -> list[str]:
+    """Stop what `up` started in `folder`, workers first, then the servers, each waited for; the names
+    stopped. SIGINT: Postgres' fast shutdown (SIGTERM would wait for every client to leave)."""
+    pids = folder.absolute() / "pids"
     stopped = []
     if pids.exists():
         entries = [line.split() for line in pids.read_text().splitlines() if line.strip()]
         for name, pid in sorted(entries, key=lambda e: e[0] in ("redis", "postgres")):
             with _gone():
-                os.killpg(int(pid), signal.SIGTERM)
+                os.killpg(int(pid), signal.SIGINT)
+                _wait_gone(int(pid), timeout)
                 stopped.append(name)
         pids.unlink()
     return stopped
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        if Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+            return  # ended, not yet reaped by its parent
+        time.sleep(0.1)
+    with _gone():
+        os.killpg(pid, signal.SIGKILL)

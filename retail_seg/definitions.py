@@ -10,11 +10,11 @@ from retail_seg.defs.distributed import load_executor
 from retail_seg.defs.ingest import LOADED, file_load
 from retail_seg.defs.publication import BUILT, publication
 from retail_seg.defs.resources import production_resources
+from retail_seg.defs.runs import LOAD_JOB
 
 ASSETS = [file_load, *BUILT, publication]
 STALE_AFTER_HOURS = float(settings.STALE_AFTER_HOURS.default)
 
-LOAD_JOB = "load_files"
 # The instance's run queue reads it: publications go one at a time, loads side by side.
 KIND_TAG = "retail_seg/kind"
 load_job = dg.define_asset_job(

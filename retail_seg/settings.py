@@ -18,6 +18,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATA = PROJECT_ROOT / "data"
 DEFAULT_SOURCE = DATA / "synthetic" / "transactions.csv"
 INSTANCE_SETTINGS = PROJECT_ROOT / "retail_seg" / "dagster.yaml"
+DISTRIBUTED_INSTANCE_SETTINGS = PROJECT_ROOT / "retail_seg" / "dagster.distributed.yaml"
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,12 @@ CELERY_REDELIVER_SECONDS = Setting(
     "3600",
     "after this many seconds a load whose worker died goes to another worker: longer than the longest load",
 )
+POSTGRES_URL = Setting(
+    "RETAIL_SEG_POSTGRES_URL",
+    NONE,
+    "the Postgres that keeps Dagster's instance (`postgresql+psycopg2://user@host:port/db`), shared by every "
+    "process and host; set, a new DAGSTER_HOME gets the distributed instance settings",
+)
 PARALLEL_LOADS = Setting(
     "RETAIL_SEG_PARALLEL_LOADS",
     "4",
@@ -121,6 +128,7 @@ SETTINGS = (
     CELERY_BROKER,
     CELERY_BACKEND,
     CELERY_REDELIVER_SECONDS,
+    POSTGRES_URL,
     PARALLEL_LOADS,
 )
 
@@ -138,6 +146,11 @@ def id_key() -> str:
         with os.fdopen(descriptor, "w") as handle:
             handle.write(secrets.token_hex(32))
     return path.read_text().strip()
+
+
+def instance_settings() -> Path:
+    """The instance settings a new DAGSTER_HOME gets: on Postgres when RETAIL_SEG_POSTGRES_URL is set."""
+    return INSTANCE_SETTINGS if POSTGRES_URL.value() == NONE else DISTRIBUTED_INSTANCE_SETTINGS
 
 
 def exports_folder() -> Path:

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -96,16 +97,20 @@ class Lake:
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
-    def new_attempt(self, load_id: str) -> str:
-        """`load_id`, or when a folder of that id exists (an attempt of the same step that died, or that a
-        worker finished unseen), the id of a new attempt: `<file key>~<n>@<run id>`. An attempt never
-        builds over another's files, one of which may be in force."""
+    def begin_attempt(self, load_id: str) -> tuple[str, Path]:
+        """A folder of its own for a load, claimed atomically: `load_id`, or when another attempt of the same
+        step holds that id (it died, or a broker delivered the step twice), `<file key>~<n>@<run id>`. An
+        attempt never builds over another's files, one of which may be in force."""
+        self.loads.mkdir(parents=True, exist_ok=True)
         stem, at, run_id = load_id.rpartition("@")
         attempt, n = load_id, 1
-        while (self.loads / attempt).exists():
-            n += 1
-            attempt = f"{stem}~{n}{at}{run_id}"
-        return attempt
+        while True:
+            try:
+                (self.loads / attempt).mkdir()
+                return attempt, self.loads / attempt
+            except FileExistsError:
+                n += 1
+                attempt = f"{stem}~{n}{at}{run_id}"
 
     def accept(self, record: LoadRecord) -> LoadRecord | None:
         """Make `record` the load in force for its file, in one rename; return the load it supersedes."""
@@ -161,15 +166,20 @@ class Lake:
         """The quantities a load's products carry (absent for a load adopted from before the lake)."""
         return self.loads / record.load_id / QUANTITIES
 
-    def collect(self, keep: set[str], running: set[str]) -> list[str]:
-        """Remove the loads neither in force nor in `keep` (the loads a publication still reads), and what
-        dead loads left half built (a load of a run not in `running`, with no manifest); return their ids."""
+    def collect(self, keep: set[str], unfinished: Callable[[str], bool]) -> list[str]:
+        """Remove the loads neither in force nor in `keep` (the loads a publication still reads) whose run has
+        finished (`unfinished(run id)` is false, asked now: a load of a run still going may be half built,
+        or about to be accepted); return their ids. A dead run's half-built load goes once the run is
+        marked failed."""
         in_force = {record.load_id for record in self.accepted().values()}
         removed = []
         if self.loads.is_dir():
             for folder in sorted(self.loads.iterdir()):
-                building = not (folder / MANIFEST).exists() and folder.name.rpartition("@")[2] in running
-                if folder.name in in_force or folder.name in keep or building:
+                if (
+                    folder.name in in_force
+                    or folder.name in keep
+                    or unfinished(folder.name.rpartition("@")[2])
+                ):
                     continue
                 shutil.rmtree(folder, ignore_errors=True)
                 removed.append(folder.name)

@@ -143,8 +143,7 @@ def load_file(
     """Load one file into the lake; accepted only when the raw and staging gates pass, refused (and kept
     aside with its lines) otherwise. Nothing in force changes unless the load is accepted. A file whose
     header is one of `tables`' is a customer table (one row per customer), loaded as such."""
-    load_id = lake.new_attempt(load_id)
-    folder = lake.building(load_id)
+    load_id, folder = lake.begin_attempt(load_id)
     record = LoadRecord(
         load_id=load_id,
         key=file_key(path),

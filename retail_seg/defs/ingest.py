@@ -77,6 +77,13 @@ def file_load(
     warehouse: Warehouse,
 ):
     """Take one file into the history: accepted when its raw and staging gates pass, refused otherwise."""
+    run = context.instance.get_run_by_id(context.run.run_id)
+    if run is not None and run.is_finished:
+        # A broker's second delivery of a step whose run already ended (its worker seemed lost): the file
+        # was loaded, or refused, by the first; loading it again would only supersede it with itself.
+        raise dg.Failure(
+            description=f"run {run.run_id} already ended ({run.status.value}): not loading again"
+        )
     path = (
         Path(config.source).expanduser().absolute()
         if config.source

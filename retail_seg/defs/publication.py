@@ -5,6 +5,7 @@ import dagster as dg
 from retail_seg.defs import audit, eda, exports, marts, reports, staging, value
 from retail_seg.defs.metadata import DATA_ENGINEERING, layer_tags
 from retail_seg.defs.resources import Warehouse
+from retail_seg.defs.runs import IN_PROGRESS
 
 BUILT = [
     staging.transaction_history,
@@ -19,16 +20,6 @@ BUILT = [
     audit.segment_migration,
     reports.segment_report,
     exports.audiences,
-]
-
-
-# Runs that may still be writing a load into the lake.
-IN_PROGRESS = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.CANCELING,
 ]
 
 
@@ -47,8 +38,12 @@ def publication(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.M
     Until this step, every step of the run works on the run's own copy; a run refused by a gate or
     killed before this step leaves the published warehouse and report exactly as they were.
     """
-    unfinished = context.instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS))
-    done = warehouse.publish(context.run.run_id, running={run.run_id for run in unfinished})
+
+    def unfinished(run_id: str) -> bool:  # asked as the lake is collected, not before
+        run = context.instance.get_run_by_id(run_id)
+        return run is not None and run.status in IN_PROGRESS
+
+    done = warehouse.publish(context.run.run_id, unfinished=unfinished)
     if done is None:
         return dg.MaterializeResult(metadata={"published_run": "none: this run built nothing to publish"})
     published, collected = done

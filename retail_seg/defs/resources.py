@@ -2,6 +2,8 @@
 
 import datetime as dt
 import os
+import sys
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -115,7 +117,8 @@ class Warehouse(DuckDBResource):
                 description="this run's selection leaves out `publication`: a run makes what it built "
                 "visible at its end, all together, so select `publication` too (or Materialize all)"
             )
-        instance.add_run_tags(run.run_id, Owner.this_process(run.run_id).as_tags())
+        if not in_worker_task():  # a worker executes one step; the run is owned by who orchestrates it
+            instance.add_run_tags(run.run_id, Owner.this_process(run.run_id).as_tags())
         release_dead_runs(instance, context.log.info if context.log else print)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
@@ -195,10 +198,10 @@ class Warehouse(DuckDBResource):
         run_id = _run_id()
         return None if run_id is None else self._workspace(run_id).directory
 
-    def publish(self, run_id: str, running: set[str]) -> tuple[Published, list[str]] | None:
+    def publish(self, run_id: str, unfinished: Callable[[str], bool]) -> tuple[Published, list[str]] | None:
         """Swap this run's workspace in as the current publication, remove the loads it superseded, then
         give the warehouse back; the publication and the loads removed, or None when the run built nothing.
-        `running` are the runs still going, whose loads may be half built."""
+        `unfinished(run id)` tells a run still going, whose loads may be half built."""
         if run_id not in _WORKSPACES:
             return None
         workspace, lock = _WORKSPACES[run_id]
@@ -208,23 +211,29 @@ class Warehouse(DuckDBResource):
         del _WORKSPACES[run_id]  # published: teardown must not discard it
         try:
             # Still under the lock, so no publication is reading the history meanwhile.
-            collected = self._collect_superseded_loads(published.database, running)
+            collected = self._collect_superseded_loads(published.database, unfinished)
         finally:
             lock.release()
         _log(f"{RELEASED}: {run_id} is the current publication")
         return published, collected
 
-    def _collect_superseded_loads(self, database: Path, running: set[str]) -> list[str]:
+    def _collect_superseded_loads(self, database: Path, unfinished: Callable[[str], bool]) -> list[str]:
         """Remove the loads no longer in force that the publication in `database` does not read, and what
-        loads of runs no longer `running` left half built."""
+        loads of finished runs left half built."""
         with duckdb.connect(str(database), read_only=True) as conn:
             read = {load_id for (load_id,) in conn.execute("SELECT load_id FROM raw.loads").fetchall()}
-        return self.lake().collect(keep=read, running=running)
+        return self.lake().collect(keep=read, unfinished=unfinished)
 
 
 # The runs of this process that hold the warehouse: run id → (workspace, lock). A run executes its steps
 # in one process (the in-process executor), which holds the lock from its first step to its publication.
 _WORKSPACES: dict[str, tuple[Workspace, HeldLock]] = {}
+
+
+def in_worker_task() -> bool:
+    """Whether this process is a Celery worker executing a step for a run orchestrated elsewhere."""
+    state = sys.modules.get("celery._state")
+    return state is not None and state.get_current_worker_task() is not None
 
 
 def _check_selection(context: dg.OpExecutionContext) -> None:

@@ -5,7 +5,7 @@ import dagster as dg
 from retail_seg.core.cleaning import build_customers
 from retail_seg.core.history import MixedGrains, adopt_tables, build_history
 from retail_seg.core.lake import file_key
-from retail_seg.core.loads import LoadOutcome, pending_files
+from retail_seg.core.loads import LoadOutcome, Pending, pending_files
 from retail_seg.core.mappings import SourceFormatError
 from retail_seg.core.tables import (
     CUSTOMER_FLAGS,
@@ -21,6 +21,7 @@ from retail_seg.core.warehouse import publish
 from retail_seg.defs.ingest import SOURCE_FILES, load, load_events, refusal_message
 from retail_seg.defs.metadata import DATA_ENGINEERING, layer_tags, table_metadata
 from retail_seg.defs.resources import LoadRules, SourceFile, Warehouse
+from retail_seg.defs.runs import loads_in_flight, wait_for_runs
 
 LOADS_CHECK = dg.AssetCheckSpec(
     name="every_file_loaded",
@@ -94,16 +95,33 @@ def transaction_history(
     )
 
 
+# How long a publication waits for loads of its files that are already running elsewhere.
+LOAD_WAIT_SECONDS = 3600.0
+
+
+def _pending(source: SourceFile, warehouse: Warehouse) -> Pending:
+    try:
+        return pending_files(warehouse.lake(), source.files())
+    except SourceFormatError as missing:  # the source names a file that is not there: say so
+        raise dg.Failure(description=str(missing), allow_retries=False) from None
+
+
 def catch_up(
     context, source: SourceFile, load_rules: LoadRules, warehouse: Warehouse
 ) -> tuple[list[LoadOutcome], list[str]]:
     """Load every file of the configured source whose content the history does not hold, each recorded as
     a materialization (or a refusal) of its partition; return the outcomes, and the files whose content
     was refused before (not loaded again until they change)."""
-    try:
-        found = pending_files(warehouse.lake(), source.files())
-    except SourceFormatError as missing:  # the source names a file that is not there: say so
-        raise dg.Failure(description=str(missing), allow_retries=False) from None
+    found = _pending(source, warehouse)
+    # Loads of these files already running (the sensor's, on the workers of the distributed profile): the
+    # history takes what they accept rather than loading the same files a second time beside them.
+    running = loads_in_flight(context.instance, {file_key(p) for p in found.files})
+    if running:
+        context.log.info(f"waiting for {len(running)} load run(s) of these files: {', '.join(running)}")
+        left = wait_for_runs(context.instance, running, timeout=LOAD_WAIT_SECONDS)
+        if left:
+            context.log.warning(f"still unfinished after {LOAD_WAIT_SECONDS:.0f} s, loading here: {left}")
+        found = _pending(source, warehouse)
     pending, still_refused = found.files, found.still_refused
     if pending:
         context.instance.add_dynamic_partitions(SOURCE_FILES.name, [file_key(p) for p in pending])
