@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
-from scipy.special import betaln, gammaln, hyp2f1
+from scipy.special import betaln, digamma, gammaln, hyp2f1
 
 from retail_seg.core.tables import CUSTOMER_FEATURES, CUSTOMER_VALUE, STAGING_TRANSACTIONS, VALUE_MODELS
 from retail_seg.core.warehouse import build_candidate_from_frame
@@ -52,9 +52,12 @@ class BgNbd:
         """Expected purchases in the next `t` weeks, given each customer's history."""
         x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
-        z = t / (alpha + T + t)
-        bracket = 1.0 - ((alpha + T) / (alpha + T + t)) ** (r + x) * hyp2f1(r + x, b + x, a + b + x - 1, z)
-        return (a + b + x - 1) / (a - 1) * bracket * self.p_alive(x, t_x, T)
+        # The hypergeometric term depends on x and T alone: once per distinct pair, not per customer.
+        pairs, index = _distinct(x, T)
+        n, since = pairs.T
+        z = t / (alpha + since + t)
+        term = ((alpha + since) / (alpha + since + t)) ** (r + n) * hyp2f1(r + n, b + n, a + b + n - 1, z)
+        return (a + b + x - 1) / (a - 1) * (1.0 - term[index]) * self.p_alive(x, t_x, T)
 
 
 @dataclass(frozen=True)
@@ -75,47 +78,97 @@ class GammaGamma:
         return self.p * self.gamma / (self.q - 1)
 
 
+def _distinct(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of `columns` side by side, and each row's index among them. Each column is coded
+    by its distinct values and the codes combined into one integer (a one-dimensional sort: far faster
+    than sorting rows)."""
+    values, key = [], np.zeros(len(columns[0]), dtype=np.int64)
+    for column in columns:
+        distinct, codes = np.unique(column, return_inverse=True)
+        values.append(distinct)
+        key = key * len(distinct) + codes.reshape(-1)
+    keys, index = np.unique(key, return_inverse=True)
+    rows = np.empty((len(keys), len(columns)))
+    for j in range(len(columns) - 1, -1, -1):
+        keys, codes = np.divmod(keys, len(values[j]))
+        rows[:, j] = values[j][codes]
+    return rows, index.reshape(-1)
+
+
 @dataclass(frozen=True)
-class _Repeats:
-    """Repeat-purchase counts as the likelihoods use them: terms that depend on x alone are computed once
-    per distinct count (a few hundred at most) and spread back to the customers, not once per customer."""
+class _Histories:
+    """Customers as BG/NBD's likelihood sees them. Histories are counted in days, so many customers share
+    the same (x, t_x, T): each distinct history is evaluated once, weighted by its customers, and the terms
+    of a customer still alive (which depend on x and T alone) and of one who dropped out (x and t_x) once
+    per distinct pair: a few thousand pairs where there are hundreds of thousands of customers."""
+
+    weight: np.ndarray  # customers per distinct history
+    alive: np.ndarray  # distinct (x, T)
+    alive_index: np.ndarray  # each history's (x, T)
+    dropped: np.ndarray  # distinct (x, t_x)
+    dropped_index: np.ndarray
+
+    @classmethod
+    def of(cls, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> _Histories:
+        histories, index = _distinct(x, t_x, T)
+        weight = np.bincount(index, minlength=len(histories)).astype(float)
+        alive, alive_index = _distinct(histories[:, 0], histories[:, 2])
+        dropped, dropped_index = _distinct(histories[:, 0], histories[:, 1])
+        return cls(weight, alive, alive_index, dropped, dropped_index)
+
+
+def bgnbd_log_likelihood(params: np.ndarray, histories: _Histories) -> np.ndarray:
+    """Each distinct history's log-likelihood under BG/NBD (r, α, a, b)."""
+    r, alpha, a, b = params
+    (x, T), (x_d, t_x) = histories.alive.T, histories.dropped.T
+    alive = (
+        gammaln(r + x) - gammaln(r) + r * np.log(alpha) + betaln(a, b + x) - betaln(a, b)
+        - (r + x) * np.log(alpha + T)
+    )  # fmt: skip
+    dropped = np.where(
+        x_d > 0,
+        gammaln(r + x_d) - gammaln(r) + r * np.log(alpha) + betaln(a + 1, b + np.maximum(x_d, 1) - 1)
+        - betaln(a, b) - (r + x_d) * np.log(alpha + t_x),
+        -np.inf,
+    )  # fmt: skip
+    return np.logaddexp(alive[histories.alive_index], dropped[histories.dropped_index])
+
+
+@dataclass(frozen=True)
+class _Spends:
+    """Repeat buyers as Gamma-Gamma's likelihood sees them: what depends on the data alone computed once,
+    and the terms of x alone per distinct count (a few hundred at most)."""
 
     x: np.ndarray
-    distinct: np.ndarray
+    log_m: np.ndarray
+    spent: np.ndarray  # x * m_x
+    counts: np.ndarray  # distinct x
     index: np.ndarray
 
     @classmethod
-    def of(cls, x: np.ndarray) -> _Repeats:
-        distinct, index = np.unique(x, return_inverse=True)
-        return cls(x, distinct, index)
-
-    def each(self, term) -> np.ndarray:
-        """`term` (a function of the counts) evaluated per distinct count, one value per customer."""
-        return term(self.distinct)[self.index]
+    def of(cls, x: np.ndarray, m_x: np.ndarray) -> _Spends:
+        counts, index = np.unique(x, return_inverse=True)
+        return cls(x, np.log(m_x), x * m_x, counts, index.reshape(-1))
 
 
-def bgnbd_log_likelihood(params: np.ndarray, repeats: _Repeats, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
-    """Each customer's log-likelihood under BG/NBD (r, α, a, b)."""
-    r, alpha, a, b = params
-    x = repeats.x
-    common = repeats.each(lambda n: gammaln(r + n) - gammaln(r)) + r * np.log(alpha)
-    alive = repeats.each(lambda n: betaln(a, b + n)) - betaln(a, b) + common - (r + x) * np.log(alpha + T)
-    dropped_term = repeats.each(lambda n: betaln(a + 1, b + np.maximum(n, 1) - 1)) - betaln(a, b)
-    dropped = np.where(x > 0, dropped_term + common - (r + x) * np.log(alpha + t_x), -np.inf)
-    return np.logaddexp(alive, dropped)
-
-
-def gamma_gamma_log_likelihood(params: np.ndarray, repeats: _Repeats, m_x: np.ndarray) -> np.ndarray:
-    """Each repeat buyer's log-likelihood of their mean spend under Gamma-Gamma (p, q, γ)."""
+def gamma_gamma_log_likelihood(params: np.ndarray, spends: _Spends) -> tuple[float, np.ndarray]:
+    """The repeat buyers' total log-likelihood of their mean spends under Gamma-Gamma (p, q, γ), and its
+    gradient in the log parameters."""
     p, q, gamma = params
-    x = repeats.x
-    return (
-        repeats.each(lambda n: gammaln(p * n + q) - gammaln(p * n) + p * n * np.log(n))
-        - gammaln(q)
-        + q * np.log(gamma)
-        + (p * x - 1) * np.log(m_x)
-        - (p * x + q) * np.log(gamma + x * m_x)
+    n, x, index = spends.counts, spends.x, spends.index
+    log_total = np.log(gamma + spends.spent)
+    per_count = (gammaln(p * n + q) - gammaln(p * n) + p * n * np.log(n))[index]
+    value = (
+        per_count.sum()
+        + len(x) * (q * np.log(gamma) - gammaln(q))
+        + ((p * x - 1) * spends.log_m).sum()
+        - ((p * x + q) * log_total).sum()
     )
+    both, alone = digamma(p * n + q)[index], digamma(p * n)[index]
+    d_p = (x * (both - alone + np.log(n)[index] + spends.log_m - log_total)).sum()
+    d_q = (both - log_total).sum() + len(x) * (np.log(gamma) - digamma(q))
+    d_gamma = len(x) * q / gamma - ((p * x + q) / (gamma + spends.spent)).sum()
+    return float(value), np.array([d_p, d_q, d_gamma]) * params
 
 
 # Log parameters stay within e^±12: a data set that wants a parameter beyond it (no one ever drops out,
@@ -123,13 +176,15 @@ def gamma_gamma_log_likelihood(params: np.ndarray, repeats: _Repeats, m_x: np.nd
 _LOG_BOUND = 12.0
 
 
-def _fit(negative_log_likelihood, start: np.ndarray) -> np.ndarray:
-    """Maximum likelihood over log parameters (so every parameter stays positive) from `start`."""
+def _fit(negative_log_likelihood, start: np.ndarray, gradient: bool = False) -> np.ndarray:
+    """Maximum likelihood over log parameters (so every parameter stays positive) from `start`;
+    `negative_log_likelihood` gives its gradient in the log parameters too when `gradient`."""
     bounds = [(-_LOG_BOUND, _LOG_BOUND)] * len(start)
     result = minimize(
         lambda logs: negative_log_likelihood(np.exp(logs)),
         np.log(start),
         method="L-BFGS-B",
+        jac=gradient,
         bounds=bounds,
         options={"ftol": 1e-12, "gtol": 1e-8, "maxiter": 2_000},
     )
@@ -143,11 +198,10 @@ def fit_bgnbd(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> BgNbd:
     x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
     # Scaling time keeps α near 1 whatever the unit, so one starting point suits every data set.
     scale = float(np.mean(T)) or 1.0
-
-    repeats, t_x, T = _Repeats.of(x), t_x / scale, T / scale
+    histories = _Histories.of(x, t_x / scale, T / scale)
 
     def negative(params: np.ndarray) -> float:
-        value = -bgnbd_log_likelihood(params, repeats, t_x, T).sum()
+        value = -(bgnbd_log_likelihood(params, histories) * histories.weight).sum()
         return float(value) if np.isfinite(value) else 1e300
 
     r, alpha, a, b = _fit(negative, np.ones(4))
@@ -163,13 +217,15 @@ def fit_gamma_gamma(x: np.ndarray, m_x: np.ndarray) -> GammaGamma:
         raise ValueError("Gamma-Gamma needs at least two repeat buyers with a positive spend")
     x, m_x = x[keep], m_x[keep]
     scale = float(np.mean(m_x))
-    repeats, m_x = _Repeats.of(x), m_x / scale
+    spends = _Spends.of(x, m_x / scale)
 
-    def negative(params: np.ndarray) -> float:
-        value = -gamma_gamma_log_likelihood(params, repeats, m_x).sum()
-        return float(value) if np.isfinite(value) else 1e300
+    def negative(params: np.ndarray) -> tuple[float, np.ndarray]:
+        value, gradient = gamma_gamma_log_likelihood(params, spends)
+        if not (np.isfinite(value) and np.all(np.isfinite(gradient))):
+            return 1e300, np.zeros(3)
+        return -value, -gradient
 
-    p, q, gamma = _fit(negative, np.ones(3))
+    p, q, gamma = _fit(negative, np.ones(3), gradient=True)
     return GammaGamma(p=float(p), q=float(q), gamma=float(gamma * scale))
 
 
