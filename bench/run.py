@@ -91,11 +91,12 @@ VALUE_CUSTOMERS = 1_000_000
 
 def value_customers(customers: int = VALUE_CUSTOMERS, seed: int = 7) -> Path:
     """Customers drawn from BG/NBD and Gamma-Gamma with the CDNOW sample's published parameters, observed
-    for 1 to 78 weeks, as the models summarise them (x, t_x, T in weeks, m_x): made once, kept."""
+    for 1 to 78 weeks, as the pipeline summarises them (x; t_x and T in weeks of whole days, as dates
+    give them; m_x): made once, kept."""
     import numpy as np
     import pandas as pd
 
-    path = RESULTS / "data" / f"value_{customers}.parquet"
+    path = RESULTS / "data" / f"value_days_{customers}.parquet"
     if path.exists():
         return path
     rng = np.random.default_rng(seed)
@@ -112,8 +113,15 @@ def value_customers(customers: int = VALUE_CUSTOMERS, seed: int = 7) -> Path:
         active = bought & (rng.uniform(size=customers) >= dropout)
     nu = rng.gamma(3.74, 1 / 15.44, customers)
     m_x = np.where(x > 0, rng.gamma(6.25 * np.maximum(x, 1), 1 / (nu * np.maximum(x, 1))), np.nan)
+    days = np.floor(T * 7)  # a customer is observed from a date to a date
     frame = pd.DataFrame(
-        {"customer_id": np.arange(customers).astype(str), "x": x, "t_x": t_x, "T": T, "m_x": m_x}
+        {
+            "customer_id": np.arange(customers).astype(str),
+            "x": x,
+            "t_x": np.minimum(np.floor(t_x * 7), days) / 7,
+            "T": days / 7,
+            "m_x": m_x,
+        }
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(path)

@@ -50,14 +50,25 @@ class BgNbd:
 
     def expected_purchases(self, t: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
         """Expected purchases in the next `t` weeks, given each customer's history."""
+        [expected] = self.expected_purchases_within([t], x, t_x, T)
+        return expected
+
+    def expected_purchases_within(
+        self, horizons: list[float], x: np.ndarray, t_x: np.ndarray, T: np.ndarray
+    ) -> list[np.ndarray]:
+        """Expected purchases in the next `t` weeks for each `t` of `horizons`, given each history."""
         x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
         # The hypergeometric term depends on x and T alone: once per distinct pair, not per customer.
         pairs, index = _distinct(x, T)
         n, since = pairs.T
-        z = t / (alpha + since + t)
-        term = ((alpha + since) / (alpha + since + t)) ** (r + n) * hyp2f1(r + n, b + n, a + b + n - 1, z)
-        return (a + b + x - 1) / (a - 1) * (1.0 - term[index]) * self.p_alive(x, t_x, T)
+        scale = (a + b + x - 1) / (a - 1) * self.p_alive(x, t_x, T)
+        expected = []
+        for t in horizons:
+            z = t / (alpha + since + t)
+            term = ((alpha + since) / (alpha + since + t)) ** (r + n) * hyp2f1(r + n, b + n, a + b + n - 1, z)
+            expected.append(scale * (1.0 - term[index]))
+        return expected
 
 
 @dataclass(frozen=True)
@@ -98,15 +109,18 @@ def _distinct(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 @dataclass(frozen=True)
 class _Histories:
     """Customers as BG/NBD's likelihood sees them. Histories are counted in days, so many customers share
-    the same (x, t_x, T): each distinct history is evaluated once, weighted by its customers, and the terms
+    the same (x, t_x, T): each distinct history is evaluated once, weighted by its customers; the terms
     of a customer still alive (which depend on x and T alone) and of one who dropped out (x and t_x) once
-    per distinct pair: a few thousand pairs where there are hundreds of thousands of customers."""
+    per distinct pair, and those of x alone once per distinct count."""
 
     weight: np.ndarray  # customers per distinct history
     alive: np.ndarray  # distinct (x, T)
     alive_index: np.ndarray  # each history's (x, T)
     dropped: np.ndarray  # distinct (x, t_x)
     dropped_index: np.ndarray
+    counts: np.ndarray  # distinct x
+    alive_count: np.ndarray  # each (x, T)'s x among them
+    dropped_count: np.ndarray
 
     @classmethod
     def of(cls, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> _Histories:
@@ -114,23 +128,29 @@ class _Histories:
         weight = np.bincount(index, minlength=len(histories)).astype(float)
         alive, alive_index = _distinct(histories[:, 0], histories[:, 2])
         dropped, dropped_index = _distinct(histories[:, 0], histories[:, 1])
-        return cls(weight, alive, alive_index, dropped, dropped_index)
+        counts = np.unique(histories[:, 0])
+        return cls(
+            weight,
+            alive,
+            alive_index,
+            dropped,
+            dropped_index,
+            counts,
+            np.searchsorted(counts, alive[:, 0]),
+            np.searchsorted(counts, dropped[:, 0]),
+        )
 
 
 def bgnbd_log_likelihood(params: np.ndarray, histories: _Histories) -> np.ndarray:
     """Each distinct history's log-likelihood under BG/NBD (r, α, a, b)."""
     r, alpha, a, b = params
+    n = histories.counts
+    common = gammaln(r + n) - gammaln(r) + r * np.log(alpha) - betaln(a, b)
+    still = (common + betaln(a, b + n))[histories.alive_count]
+    gone = (common + betaln(a + 1, b + np.maximum(n, 1) - 1))[histories.dropped_count]
     (x, T), (x_d, t_x) = histories.alive.T, histories.dropped.T
-    alive = (
-        gammaln(r + x) - gammaln(r) + r * np.log(alpha) + betaln(a, b + x) - betaln(a, b)
-        - (r + x) * np.log(alpha + T)
-    )  # fmt: skip
-    dropped = np.where(
-        x_d > 0,
-        gammaln(r + x_d) - gammaln(r) + r * np.log(alpha) + betaln(a + 1, b + np.maximum(x_d, 1) - 1)
-        - betaln(a, b) - (r + x_d) * np.log(alpha + t_x),
-        -np.inf,
-    )  # fmt: skip
+    alive = still - (r + x) * np.log(alpha + T)
+    dropped = np.where(x_d > 0, gone - (r + x_d) * np.log(alpha + t_x), -np.inf)
     return np.logaddexp(alive[histories.alive_index], dropped[histories.dropped_index])
 
 
@@ -305,9 +325,12 @@ def customer_value(
         spend.expected_spend(x, summary["m_x"].to_numpy(dtype=float)),
         spend.population_mean,
     )
+    months = range(1, settings.lifetime_months + 1)
+    horizon, *cumulatives = purchases.expected_purchases_within(
+        [settings.horizon_days / DAYS_PER_WEEK, *(month * weeks_per_month for month in months)], x, t_x, T
+    )
     value, before = np.zeros(len(summary)), np.zeros(len(summary))
-    for month in range(1, settings.lifetime_months + 1):
-        cumulative = purchases.expected_purchases(month * weeks_per_month, x, t_x, T)
+    for month, cumulative in zip(months, cumulatives, strict=True):
         value += (cumulative - before) * per_purchase * settings.margin / (1 + monthly) ** month
         before = cumulative
     if not (np.isfinite(value).all() and np.isfinite(p_alive).all()):
@@ -317,9 +340,7 @@ def customer_value(
             "customer_id": summary["customer_id"].to_numpy(),
             "p_alive": p_alive,
             "churn_risk": 1 - p_alive,
-            "expected_purchases": purchases.expected_purchases(
-                settings.horizon_days / DAYS_PER_WEEK, x, t_x, T
-            ),
+            "expected_purchases": horizon,
             "expected_order_value": per_purchase,
             "clv": value,
         }
