@@ -223,16 +223,19 @@ _PRODUCT_QUANTITIES_SQL = """
 """
 
 
-def _judged_sql(mapping: Mapping) -> str:
+def _verdicts_sql(mapping: Mapping) -> str:
+    """Every line that breaks a rule, by its place in the file, with the first rule it breaks: the one pass
+    that judges. The clean and the rejected lines are then this table's complement and its join."""
     return f"""
-    {_typed_sql(mapping)},
-    judged AS (
-        SELECT typed.*,
-            {_first_rule_broken_sql()} AS rule
+    WITH {_typed_sql(mapping)}
+    SELECT source_file, source_row, rule
+    FROM (
+        SELECT typed.source_file, typed.source_row, {_first_rule_broken_sql()} AS rule
         FROM typed
         LEFT JOIN _duplicates d USING (source_file, source_row)
         LEFT JOIN _typical typical ON typical.code = upper(trim(typed.stock_code))
     )
+    WHERE rule IS NOT NULL
 """
 
 
@@ -255,7 +258,7 @@ def _clean_sql(mapping: Mapping) -> str:
         f"ELSE {quantity} * {price} END"
     )
     return f"""
-    WITH {_judged_sql(mapping)}
+    WITH {_typed_sql(mapping)}
     SELECT
         trim(invoice_no) AS invoice_no,
         trim(stock_code) AS stock_code,
@@ -273,17 +276,14 @@ def _clean_sql(mapping: Mapping) -> str:
         {total} AS line_total,
         load_id,
         source_row
-    FROM judged
-    WHERE rule IS NULL
+    FROM typed ANTI JOIN _verdicts USING (source_file, source_row)
 """
 
 
 def _rejected_sql(mapping: Mapping) -> str:
     return f"""
-    WITH {_judged_sql(mapping)}
     SELECT load_id, source_file, source_row, rule, {", ".join(RAW_COLUMNS)}
-    FROM judged
-    WHERE rule IS NOT NULL
+    FROM {RAW_TRANSACTIONS} JOIN _verdicts USING (source_file, source_row)
 """
 
 
@@ -348,8 +348,14 @@ def clean_transactions(
             counted = f"WITH {_typed_sql(mapping)} {_PRODUCT_QUANTITIES_SQL}"
             target = str(product_quantities).replace("'", "''")
             conn.execute(f"COPY ({counted}) TO '{target}' (FORMAT parquet)", bound(counted, params))
-        # Two streaming passes over the raw lines (clean, rejected) rather than one materialized wide
-        # table: at ten million lines the wide table, not the judging, is what costs memory.
+        # One pass judges every line and keeps only the verdicts on the rejected ones (a few columns,
+        # usually few lines); the clean lines are the rest, the rejected lines those, each written in a
+        # streaming pass that judges nothing again. A materialized wide table of every judged line is
+        # what would cost time and memory at ten million lines.
+        conn.execute(
+            f"CREATE OR REPLACE TEMP TABLE _verdicts AS {_verdicts_sql(mapping)}",
+            bound(_verdicts_sql(mapping), params),
+        )
         built = ((STAGING_TRANSACTIONS, _clean_sql(mapping)), (REJECTED_ROWS, _rejected_sql(mapping)))
         for (table, sql), path in zip(built, written or (None, None), strict=True):
             if path is None:
@@ -357,7 +363,7 @@ def clean_transactions(
             else:
                 write_candidate(conn, table, sql, bound(sql, params), path)
     finally:
-        for temporary in ("_duplicates", "_typical", "_rates"):
+        for temporary in ("_duplicates", "_typical", "_rates", "_verdicts"):
             conn.execute(f"DROP TABLE IF EXISTS {temporary}")
     by_rule = dict(
         conn.execute(
