@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import duckdb
 
 from retail_seg.core.rfm import quintile_scores_sql, segment_sql
-from retail_seg.core.tables import CUSTOMER_FEATURES, STAGING_TRANSACTIONS
-from retail_seg.core.warehouse import bound, build_candidate, row_count
+from retail_seg.core.tables import CUSTOMER_FEATURES, STAGING_INVOICES, STAGING_TRANSACTIONS
+from retail_seg.core.warehouse import bound, build_candidate, exists, row_count
 
 RFM_COLUMNS = ("recency_days", "frequency", "monetary")
 ENGINEERED_COLUMNS = (
@@ -19,26 +19,42 @@ ENGINEERED_COLUMNS = (
     "return_rate",
 )
 
+
+def invoices_sql(lines: str) -> str:
+    """The lines of `lines` (staging's columns) summed per customer, invoice and date: the grain the
+    features start from. Sums are exact and add up across loads, so a load's sums are kept with it and a
+    history's features read a tenth of the rows its lines would be (about ten lines an invoice)."""
+    return f"""
+        SELECT customer_id, invoice_no, invoice_date,
+               sum(line_total) AS net,
+               sum(line_total) FILTER (WHERE NOT is_return) AS purchased,
+               count(*) FILTER (WHERE NOT is_return) AS purchase_lines,
+               load_id
+        FROM {lines}
+        GROUP BY customer_id, invoice_no, invoice_date, load_id
+    """
+
+
 # The as-of date defaults to the day after the latest transaction, never the wall clock. It is read
-# first, as one value, so the aggregation below is a plain scan of the lines.
-_AS_OF_SQL = f"""
-    SELECT coalesce(CAST($as_of AS DATE), CAST(max(invoice_date) AS DATE) + 1) FROM {STAGING_TRANSACTIONS}
+# first, as one value, so the aggregation below is a plain scan of the invoices.
+_AS_OF_SQL = """
+    SELECT coalesce(CAST($as_of AS DATE), CAST(max(invoice_date) AS DATE) + 1) FROM {invoices}
 """
 
-# One pass over the lines, grouped by invoice and then by customer; the features and the count of
-# customers left out both read it. Each feature derives from these sums, so the build costs about one
-# bare RFM query: invoices first makes frequency a plain count, where count(DISTINCT invoice_no) made
-# DuckDB buffer every line, and counts needing a distinct set per customer (products bought) belong
-# to `staging.customers`. Returns are what was bought less the net.
-_PER_CUSTOMER_SQL = f"""
+# One pass over the invoices, grouped by invoice (an invoice in two loads, or on two dates, is one) and
+# then by customer; the features and the count of customers left out both read it. Each feature derives
+# from these sums, so the build costs a fraction of a bare RFM query over the lines, and counts needing a
+# distinct set per customer (products bought) belong to `staging.customers`. Returns are what was bought
+# less the net.
+_PER_CUSTOMER_SQL = """
     WITH invoices AS (
         SELECT
             customer_id,
-            max(invoice_date) FILTER (WHERE NOT is_return) AS last_purchase,
-            min(invoice_date) FILTER (WHERE NOT is_return) AS first_purchase,
-            sum(line_total) AS net,
-            sum(line_total) FILTER (WHERE NOT is_return) AS purchased
-        FROM {STAGING_TRANSACTIONS}
+            max(invoice_date) FILTER (WHERE purchase_lines > 0) AS last_purchase,
+            min(invoice_date) FILTER (WHERE purchase_lines > 0) AS first_purchase,
+            sum(net) AS net,
+            sum(purchased) AS purchased
+        FROM {invoices}
         WHERE invoice_date < $as_of
         GROUP BY customer_id, invoice_no
     )
@@ -135,8 +151,13 @@ def build_customer_features(conn: duckdb.DuckDBPyConnection, as_of: dt.date | No
     invoices; monetary is net spend, returns subtracted. Customers whose returns cancel all they bought
     have no spend to segment and are counted, not featured.
     """
-    chosen = conn.execute(_AS_OF_SQL, {"as_of": as_of}).fetchall()[0][0]
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE _per_customer AS {_PER_CUSTOMER_SQL}", {"as_of": chosen})
+    # The history keeps its invoices (`history.build_history`); staged lines alone are summed here.
+    invoices = (
+        str(STAGING_INVOICES) if exists(conn, STAGING_INVOICES) else f"({invoices_sql(STAGING_TRANSACTIONS)})"
+    )
+    chosen = conn.execute(_AS_OF_SQL.format(invoices=invoices), {"as_of": as_of}).fetchall()[0][0]
+    per_customer = _PER_CUSTOMER_SQL.format(invoices=invoices)
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE _per_customer AS {per_customer}", {"as_of": chosen})
     try:
         build_candidate(conn, CUSTOMER_FEATURES, _FEATURES_SQL)
         return _built(conn, chosen)

@@ -16,6 +16,7 @@ import duckdb
 
 from retail_seg.core.cleaning import lines_sharing_a_key_hash_sql
 from retail_seg.core.customer_tables import FLAGS, TABLE_ROWS, build_customer_table
+from retail_seg.core.features import invoices_sql
 from retail_seg.core.lake import Lake, LoadRecord
 from retail_seg.core.mappings import CANONICAL as RAW_COLUMNS
 from retail_seg.core.mappings import LINE_COLUMNS
@@ -26,9 +27,10 @@ from retail_seg.core.tables import (
     RAW_TRANSACTIONS,
     REJECTED_ACROSS_LOADS,
     REJECTED_ROWS,
+    STAGING_INVOICES,
     STAGING_TRANSACTIONS,
 )
-from retail_seg.core.warehouse import ensure_schemas, row_count, transaction
+from retail_seg.core.warehouse import ensure_schemas, exists, row_count, transaction
 
 # The clean line as a load writes it (staging's columns), for a history with no load yet.
 LINE_SCHEMA = (
@@ -190,53 +192,159 @@ def _record_events(conn: duckdb.DuckDBPyConnection, run_id: str, events: list[Lo
         )
 
 
-def _rejected_across_sql(lines: str, ranks: str, quantities: list[str], absurd_factor: float | None) -> str:
-    """The clean lines of the loads that the whole history rejects, with their rule: a quantity beyond
-    `absurd_factor` times the median of its product's quantities over every load (the rule a single file
-    applies, taken over all of them), and every copy of a line after the first in the order loads were
-    accepted (only lines whose key hash repeats are compared value by value)."""
-    key = ", ".join(LINE_COLUMNS)
-    absurd = "SELECT NULL AS load_id, NULL AS source_row WHERE false"
-    if quantities and absurd_factor is not None:
-        # The median of each product's quantities, from the counts each load kept: the middle one, or the
-        # mean of the two middle ones, as DuckDB's median over the lines themselves.
-        absurd = f"""
-            WITH counted AS (
-                SELECT code, quantity, sum(lines) AS lines
-                FROM read_parquet({_files(quantities)}) GROUP BY ALL
-            ),
-            cumulative AS (
-                SELECT code, quantity, sum(lines) OVER (PARTITION BY code ORDER BY quantity) AS upto,
-                       sum(lines) OVER (PARTITION BY code) AS n
-                FROM counted
-            ),
-            typical AS (
-                SELECT code, (min(quantity) FILTER (WHERE upto >= (n - 1) // 2 + 1)
-                              + min(quantity) FILTER (WHERE upto >= n // 2 + 1)) / 2 AS quantity
-                FROM cumulative GROUP BY code
-            )
-            SELECT l.load_id, l.source_row FROM lines l JOIN typical t ON t.code = upper(trim(l.stock_code))
-            WHERE abs(l.quantity) > {float(absurd_factor)!r} * t.quantity
-        """
+def _typical_quantities_sql(quantities: list[str]) -> str:
+    """Each product's median quantity over every load, from the counts each load kept: the middle one, or
+    the mean of the two middle ones, as DuckDB's median over the lines themselves."""
     return f"""
-        WITH lines AS NOT MATERIALIZED (SELECT * FROM {lines}),
-        ranks(load_id, rank, source_file) AS (VALUES {ranks}),
-        absurd AS ({absurd}),
-        candidates AS ({lines_sharing_a_key_hash_sql("lines", key)}),
-        repeats AS (
+        WITH counted AS (
+            SELECT code, quantity, sum(lines) AS lines
+            FROM read_parquet({_files(quantities)}) GROUP BY ALL
+        ),
+        cumulative AS (
+            SELECT code, quantity, sum(lines) OVER (PARTITION BY code ORDER BY quantity) AS upto,
+                   sum(lines) OVER (PARTITION BY code) AS n
+            FROM counted
+        )
+        SELECT code, (min(quantity) FILTER (WHERE upto >= (n - 1) // 2 + 1)
+                      + min(quantity) FILTER (WHERE upto >= n // 2 + 1)) / 2 AS quantity
+        FROM cumulative GROUP BY code
+    """
+
+
+def _absurd(
+    conn: duckdb.DuckDBPyConnection, lake: Lake, loads: list[LoadRecord], factor: float | None
+) -> None:
+    """`_absurd` (load_id, source_row): the clean lines whose quantity is beyond `factor` times the median of
+    their product's quantities over every load (the rule a single file applies, taken over all of them).
+    Only the lines of loads that carry such a quantity are read: a load's counted quantities say which."""
+    conn.execute("CREATE OR REPLACE TEMP TABLE _absurd (load_id VARCHAR, source_row BIGINT)")
+    counted = {str(lake.quantities(r)): r for r in loads if lake.quantities(r).exists()}
+    if not counted or factor is None:
+        return
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE _typical AS {_typical_quantities_sql(list(counted))}")
+    try:
+        carrying = conn.execute(
+            f"""SELECT DISTINCT q.filename FROM read_parquet({_files(list(counted))}, filename = true) q
+                JOIN _typical t USING (code) WHERE q.quantity > {float(factor)!r} * t.quantity"""
+        ).fetchall()
+        # Loads that kept no counts (adopted from before the lake) are always read.
+        read = [counted[name] for (name,) in carrying] + [
+            r for r in loads if str(lake.quantities(r)) not in counted
+        ]
+        if read:
+            conn.execute(
+                f"""INSERT INTO _absurd SELECT l.load_id, l.source_row
+                    FROM read_parquet({_files([str(lake.files(r)[0]) for r in read])}, union_by_name = true) l
+                    JOIN _typical t ON t.code = upper(trim(l.stock_code))
+                    WHERE abs(l.quantity) > {float(factor)!r} * t.quantity"""
+            )
+    finally:
+        conn.execute("DROP TABLE IF EXISTS _typical")
+
+
+def _reusable(conn: duckdb.DuckDBPyConnection, loads: list[LoadRecord]) -> int:
+    """How many of `loads`, from the first, the previous publication read exactly as they are now (same
+    loads, same order, same counts), so that its verdicts on their repeated lines still hold: a line is a
+    copy of an earlier one whatever later loads bring. 0 when there is nothing to reuse."""
+    if not exists(conn, REJECTED_ACROSS_LOADS):
+        return 0
+    before = sorted(_previous_loads(conn).values(), key=lambda r: (r.loaded_at, r.load_id))
+
+    def same(r: LoadRecord) -> tuple:
+        return (r.load_id, r.sha256, r.clean, r.rejected)
+
+    if [same(r) for r in before] != [same(r) for r in loads[: len(before)]]:
+        return 0
+    return len(before)
+
+
+def _repeats(
+    conn: duckdb.DuckDBPyConnection, lake: Lake, loads: list[LoadRecord], ranks: str, kept: int
+) -> None:
+    """`_repeats` (load_id, source_row): every copy of a line after the first, in the order loads were
+    accepted. The first `kept` loads keep the previous publication's verdicts; the lines of the others are
+    compared with every line of the same invoice (a repeated line repeats its invoice), and only lines
+    whose key hash repeats are compared value by value."""
+    key = ", ".join(LINE_COLUMNS)
+    conn.execute("CREATE OR REPLACE TEMP TABLE _repeats (load_id VARCHAR, source_row BIGINT)")
+    if kept:
+        conn.execute(
+            f"INSERT INTO _repeats SELECT load_id, source_row FROM {REJECTED_ACROSS_LOADS} "
+            "WHERE rule = 'duplicate_line'"
+        )
+    new = loads[kept:]
+    if not new or (not kept and len(new) == 1):  # a load's own repeats were rejected by its load
+        return
+    lines = f"read_parquet({_files([str(lake.files(r)[0]) for r in loads])}, union_by_name = true)"
+    scope = f"SELECT * FROM {lines}"
+    if kept:
+        added = f"read_parquet({_files([str(lake.files(r)[0]) for r in new])}, union_by_name = true)"
+        scope += f" WHERE invoice_no IN (SELECT invoice_no FROM {added})"
+    conn.execute(
+        f"""INSERT INTO _repeats
+            WITH scope AS NOT MATERIALIZED ({scope}),
+            ranks(load_id, rank, source_file) AS (VALUES {ranks}),
+            candidates AS ({lines_sharing_a_key_hash_sql("scope", key)})
             SELECT load_id, source_row FROM (
                 SELECT c.load_id, c.source_row,
                        row_number() OVER (PARTITION BY {key} ORDER BY ranks.rank, c.source_row) AS copy
                 FROM candidates c JOIN ranks USING (load_id)
             )
-            WHERE copy > 1
+            WHERE copy > 1 AND load_id IN ({", ".join(literal(r.load_id) for r in new)})"""
+    )
+
+
+def _judge_across_loads(
+    conn: duckdb.DuckDBPyConnection, lake: Lake, loads: list[LoadRecord], ranks: str, factor: float | None
+) -> None:
+    """Make `staging.rejected_across_loads`: the clean lines of the loads that the whole history rejects,
+    with their rule. A quantity absurd over the whole history is `absurd_quantity`; a copy of an earlier
+    load's line is `duplicate_line` (unless absurd too). A history that only adds loads to the previous
+    publication's judges only the new loads' lines for repeats, and takes the old ones' verdicts as they
+    were when no quantity judged absurd has changed; anything else (a correction, an erasure, another
+    factor) is judged whole. Either way the table is what judging the whole history gives."""
+    _absurd(conn, lake, loads, factor)
+    kept = _reusable(conn, loads)
+    if kept:
+        kept_ids = ", ".join(literal(r.load_id) for r in loads[:kept])
+        before = f"SELECT load_id, source_row FROM {REJECTED_ACROSS_LOADS} WHERE rule = 'absurd_quantity'"
+        now = f"SELECT load_id, source_row FROM _absurd WHERE load_id IN ({kept_ids})"
+        [(changed,)] = conn.execute(
+            f"SELECT count(*) FROM (({now} EXCEPT {before}) UNION ALL ({before} EXCEPT {now}))"
+        ).fetchall()
+        kept = 0 if changed else kept
+    _repeats(conn, lake, loads, ranks, kept)
+    conn.execute(
+        f"""CREATE OR REPLACE TABLE {REJECTED_ACROSS_LOADS} AS
+            WITH ranks(load_id, rank, source_file) AS (VALUES {ranks})
+            SELECT load_id, source_row, ranks.source_file, 'absurd_quantity' AS rule
+            FROM _absurd JOIN ranks USING (load_id)
+            UNION ALL
+            SELECT load_id, source_row, ranks.source_file, 'duplicate_line' AS rule
+            FROM (SELECT * FROM _repeats ANTI JOIN _absurd USING (load_id, source_row))
+            JOIN ranks USING (load_id)"""
+    )
+    for temporary in ("_absurd", "_repeats"):
+        conn.execute(f"DROP TABLE {temporary}")
+
+
+def _invoices_view(conn: duckdb.DuckDBPyConnection, lake: Lake, loads: list[LoadRecord]) -> None:
+    """`staging.invoices`: each load's invoice sums as it kept them, or, for a load some of whose lines the
+    whole history rejects (or that kept none), its lines summed again without those."""
+    touched = {
+        load_id
+        for (load_id,) in conn.execute(f"SELECT DISTINCT load_id FROM {REJECTED_ACROSS_LOADS}").fetchall()
+    }
+    kept = [str(lake.invoices(r)) for r in loads if r.load_id not in touched and lake.invoices(r).exists()]
+    summed = [str(lake.files(r)[0]) for r in loads if str(lake.invoices(r)) not in kept]
+    parts = [f"SELECT * FROM read_parquet({_files(kept)})"] if kept else []
+    if summed:
+        lines = (
+            f"(SELECT l.* FROM read_parquet({_files(summed)}, union_by_name = true) l "
+            f"ANTI JOIN {REJECTED_ACROSS_LOADS} USING (load_id, source_row))"
         )
-        SELECT load_id, source_row, ranks.source_file, 'absurd_quantity' AS rule
-        FROM absurd JOIN ranks USING (load_id)
-        UNION ALL
-        SELECT load_id, source_row, ranks.source_file, 'duplicate_line' AS rule
-        FROM (SELECT * FROM repeats ANTI JOIN absurd USING (load_id, source_row)) JOIN ranks USING (load_id)
-    """
+        parts.append(invoices_sql(lines))
+    conn.execute(f"CREATE OR REPLACE VIEW {STAGING_INVOICES} AS {' UNION ALL BY NAME '.join(parts)}")
 
 
 def build_history(
@@ -269,16 +377,14 @@ def build_history(
     events = _events(conn, lake, loads)
     clean = [str(lake.files(r)[0]) for r in loads if lake.files(r)[0].exists()]
     rejected = [str(lake.files(r)[1]) for r in loads if lake.files(r)[1].exists()]
-    quantities = [str(lake.quantities(r)) for r in loads if lake.quantities(r).exists()]
+    with_lines = [r for r in loads if lake.files(r)[0].exists()]
     ranks = ", ".join(f"({literal(r.load_id)}, {i}, {literal(r.source_file)})" for i, r in enumerate(loads))
     with transaction(conn):
         _drop_tables_of_before_the_lake(conn)
         if clean:
             lines = f"read_parquet({_files(clean)}, union_by_name = true)"
-            conn.execute(
-                f"CREATE OR REPLACE TABLE {REJECTED_ACROSS_LOADS} AS "
-                + _rejected_across_sql(lines, ranks, quantities, absurd_factor)
-            )
+            _judge_across_loads(conn, lake, with_lines, ranks, absurd_factor)
+            _invoices_view(conn, lake, with_lines)
             conn.execute(
                 f"CREATE OR REPLACE VIEW {STAGING_TRANSACTIONS} AS SELECT l.* FROM {lines} l "
                 f"ANTI JOIN {REJECTED_ACROSS_LOADS} USING (load_id, source_row)"
@@ -299,6 +405,9 @@ def build_history(
                 "(load_id VARCHAR, source_row BIGINT, source_file VARCHAR, rule VARCHAR)"
             )
             conn.execute(f"CREATE OR REPLACE VIEW {STAGING_TRANSACTIONS} AS {_empty(LINE_SCHEMA)}")
+            conn.execute(
+                f"CREATE OR REPLACE VIEW {STAGING_INVOICES} AS " + invoices_sql(f"({_empty(LINE_SCHEMA)})")
+            )
             parts = []
         if rejected:
             parts.insert(0, f"SELECT * FROM read_parquet({_files(rejected)}, union_by_name = true)")

@@ -9,6 +9,7 @@ once, on any worker; only publications take the warehouse's lock. Beside the war
         loads/<load id>/lines.parquet      the load's clean lines, typed
         loads/<load id>/rejected.parquet   its rejected lines, with their rule and values as the file had them
         loads/<load id>/quantities.parquet the quantities each product's lines carry, counted
+        loads/<load id>/invoices.parquet   its clean lines summed per customer, invoice and date
         loads/<load id>/load.json          what was loaded: the file, its checksum, mapping, counts, when
         accepted/<file key>.json           the load in force for a file (a corrected file supersedes it)
         refused/<load id>/...              a refused load, kept to be looked at
@@ -30,6 +31,7 @@ from pathlib import Path
 LINES = "lines.parquet"
 REJECTED = "rejected.parquet"
 QUANTITIES = "quantities.parquet"
+INVOICES = "invoices.parquet"
 MANIFEST = "load.json"
 
 
@@ -161,6 +163,10 @@ class Lake:
         """A load's clean and rejected lines."""
         folder = self.loads / record.load_id
         return folder / LINES, folder / REJECTED
+
+    def invoices(self, record: LoadRecord) -> Path:
+        """A load's clean lines summed per invoice (absent for loads made before loads kept them)."""
+        return self.loads / record.load_id / INVOICES
 
     def quantities(self, record: LoadRecord) -> Path:
         """The quantities a load's products carry (absent for a load adopted from before the lake)."""

@@ -18,8 +18,10 @@ import duckdb
 from retail_seg.core.cleaning import CleaningResult, clean_transactions
 from retail_seg.core.customer_tables import TABLE_ROWS, load_customer_table, recognise
 from retail_seg.core.expectations import GateResult, Outcome
-from retail_seg.core.lake import LINES, QUANTITIES, REJECTED, Lake, LoadRecord, file_key
+from retail_seg.core.features import invoices_sql
+from retail_seg.core.lake import INVOICES, LINES, QUANTITIES, REJECTED, Lake, LoadRecord, file_key
 from retail_seg.core.mappings import CustomerMapping, Mapping, SourceFormatError
+from retail_seg.core.parsing import literal
 from retail_seg.core.publication import pause_point
 from retail_seg.core.quality import raw_gate, staging_gate
 from retail_seg.core.sources import NOT_FOUND, SNAPSHOTS, LoadedSource, file_sha256, load_raw, snapshot
@@ -238,6 +240,11 @@ def _judge(
         conn.execute(f"DROP VIEW {STAGING_TRANSACTIONS.candidate}")
         (folder / LINES).unlink()  # a refused load keeps what was rejected, with its reasons
         return LoadOutcome(record, gate, staging, cleaning, refused_at="staging")
+    # The lines summed per invoice, kept with them: what a history's features read.
+    conn.execute(
+        f"COPY ({invoices_sql(STAGING_TRANSACTIONS.candidate)}) TO {literal(str(folder / INVOICES))} "
+        "(FORMAT parquet)"
+    )
     return LoadOutcome(record, gate, staging, cleaning)
 
 

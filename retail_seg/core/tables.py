@@ -143,6 +143,22 @@ REJECTED_ACROSS_LOADS = Table(
         "rule": "duplicate_line or absurd_quantity",
     },
 )
+STAGING_INVOICES = Table(
+    "staging",
+    "invoices",
+    "The clean lines summed per customer, invoice and date: what the features read. Each load keeps its "
+    "own sums beside its lines; a load some of whose lines the whole history rejects is summed again "
+    "without them.",
+    {
+        "customer_id": "the customer's id in the export",
+        "invoice_no": "invoice (order) number as the export wrote it",
+        "invoice_date": "when the invoice was issued",
+        "net": "the invoice's lines summed: purchases less returns",
+        "purchased": "the invoice's purchase lines summed (empty when it has none)",
+        "purchase_lines": "the invoice's lines that are purchases, not returns",
+        "load_id": _LINEAGE_COLUMNS["load_id"],
+    },
+)
 STAGING_TRANSACTIONS = Table(
     "staging",
     "transactions",

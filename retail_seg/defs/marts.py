@@ -173,7 +173,7 @@ class SegmentationConfig(dg.Config):
     deps=["transaction_history"],
     group_name="marts",
     kinds={"duckdb"},
-    code_version="5",
+    code_version="6",
     owners=ANALYTICS,
     tags=MARTS_TAGS,
     check_specs=[FEATURES_GATE.spec],

@@ -15,6 +15,7 @@ from retail_seg.core.tables import (
     RAW_LOADS,
     REJECTED_ACROSS_LOADS,
     REJECTED_ROWS,
+    STAGING_INVOICES,
     STAGING_TRANSACTIONS,
 )
 from retail_seg.core.warehouse import publish
@@ -35,7 +36,7 @@ LOADS_CHECK = dg.AssetCheckSpec(
     deps=["raw_transactions", "clean_transactions", "rejected_rows"],
     group_name="staging",
     kinds={"duckdb", "parquet"},
-    code_version="1",
+    code_version="2",
     owners=DATA_ENGINEERING,
     tags=layer_tags("staging", personal_data="demographics"),
     check_specs=[LOADS_CHECK],
@@ -69,6 +70,7 @@ def transaction_history(
             REJECTED_ROWS,
             RAW_LOADS,
             REJECTED_ACROSS_LOADS,
+            STAGING_INVOICES,
             LOAD_EVENTS,
             CUSTOMER_TABLE,
             CUSTOMER_FLAGS,

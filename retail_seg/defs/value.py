@@ -41,7 +41,7 @@ class ValueConfig(dg.Config):
     deps=["customer_features", "transaction_history"],
     group_name="marts",
     kinds={"duckdb", "scipy"},
-    code_version="2",
+    code_version="3",
     owners=ANALYTICS,
     tags=layer_tags("marts", personal_data="customer_id"),
     check_specs=[VALUE_GATE.spec],

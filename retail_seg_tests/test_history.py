@@ -1,0 +1,154 @@
+"""A history that grows by loads: what a publication judges again, and what it takes from the previous one.
+
+Each test builds the same lake two ways, publication after publication in one warehouse (the nightly way,
+which reuses the previous publication's verdicts) and in one go in a fresh warehouse, and requires every
+table the history makes, and the features, to be the same.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import pytest
+
+from retail_seg.core.features import build_customer_features
+from retail_seg.core.history import build_history
+from retail_seg.core.lake import Lake
+from retail_seg.core.loads import LoadRules, load_file
+from retail_seg.core.mappings import load_mappings
+from retail_seg.core.tables import CUSTOMER_FEATURES, REJECTED_ACROSS_LOADS, STAGING_INVOICES
+from retail_seg.core.warehouse import publish
+from retail_seg_tests.conftest import canonical_row, write_csv
+
+RULES = LoadRules(run_date=dt.date(2026, 1, 1))
+HEADER = [
+    "InvoiceNo",
+    "StockCode",
+    "Description",
+    "Quantity",
+    "UnitPrice",
+    "InvoiceDate",
+    "CustomerID",
+    "Country",
+]
+
+
+def _month(month: int, customers: int = 12, quantity: str = "2") -> list[list[str]]:
+    """Three lines an invoice, one invoice a customer, in `month` of 2024."""
+    return [
+        canonical_row(
+            invoice_no=f"{month}{c:03d}",
+            stock_code=f"P{line}",
+            quantity=quantity if line == 0 else "1",
+            unit_price=f"{1 + line}.25",
+            invoice_date=f"2024-{month:02d}-{1 + c:02d} 10:00:00",
+            customer_id=f"c{c}",
+        )
+        for c in range(customers)
+        for line in range(3)
+    ]
+
+
+def _load(tmp_path, warehouse, name: str, rows: list[list[str]]):
+    path = write_csv(tmp_path / name, HEADER, rows)
+    outcome = load_file(
+        path,
+        Lake(warehouse),
+        load_id=f"{name}@run",
+        run_id="run",
+        rules=RULES,
+        mappings=load_mappings(),
+        id_key=None,
+    )
+    assert outcome.accepted, outcome.raw_gate.message()
+    return outcome
+
+
+def _published(conn) -> dict[str, list]:
+    """What the history and the features hold, row by row."""
+    build_customer_features(conn)
+    publish(conn, CUSTOMER_FEATURES)
+    tables = {
+        REJECTED_ACROSS_LOADS: "SELECT load_id, source_row, rule FROM {} ORDER BY ALL",
+        STAGING_INVOICES: "SELECT * FROM {} ORDER BY ALL",
+        CUSTOMER_FEATURES: "SELECT * FROM {} ORDER BY customer_id",
+        "staging.transactions": "SELECT * FROM {} ORDER BY load_id, source_row",
+    }
+    return {str(table): conn.execute(sql.format(table)).fetchall() for table, sql in tables.items()}
+
+
+def _from_scratch(tmp_path, warehouse) -> dict[str, list]:
+    """The same lake's history built in a fresh warehouse, in one go."""
+    fresh = tmp_path / "fresh"
+    fresh.mkdir(exist_ok=True)
+    (fresh / ".warehouse.lake").unlink(missing_ok=True)
+    (fresh / ".warehouse.lake").symlink_to(Lake(warehouse).root)
+    with duckdb.connect(str(fresh / "warehouse.duckdb")) as conn:
+        build_history(conn, Lake(fresh / "warehouse.duckdb"), "scratch")
+        return _published(conn)
+
+
+@pytest.fixture
+def warehouse(tmp_path):
+    return tmp_path / "warehouse.duckdb"
+
+
+def test_daily_files_with_repeated_lines_count_them_once_as_a_whole_history_would(tmp_path, warehouse):
+    """A file that repeats lines of an earlier one (an overlapping export): the nightly publication judges
+    only the new file's lines, and rejects the repeats exactly as judging everything would."""
+    january, february = _month(1), _month(2)
+    overlap = february + january[:7]  # February's export repeats January's first seven lines
+    with duckdb.connect(str(warehouse)) as conn:
+        _load(tmp_path, warehouse, "jan.csv", january)
+        first = build_history(conn, Lake(warehouse), "r1")
+        assert first.duplicates == 0
+        _load(tmp_path, warehouse, "feb.csv", overlap)
+        second = build_history(conn, Lake(warehouse), "r2")
+        assert second.duplicates == 7
+        nightly = _published(conn)
+    repeats = [row for row in nightly[str(REJECTED_ACROSS_LOADS)] if row[2] == "duplicate_line"]
+    assert [(load.split("@")[0], row) for load, row, _ in repeats] == [("feb.csv", r) for r in range(37, 44)]
+    assert nightly == _from_scratch(tmp_path, warehouse)
+    # The repeated lines leave February's invoice sums: it is summed again without them.
+    invoices = nightly[str(STAGING_INVOICES)]
+    assert len(invoices) == 24 and [i[-1].split("@")[0] for i in invoices if i[1] == "1000"] == ["jan.csv"]
+
+
+def test_a_later_file_that_moves_a_products_median_is_judged_whole(tmp_path, warehouse):
+    """Medians move with every load. A line that was absurd, and so not counted as the repeat it also is,
+    can stop being absurd when later files carry larger quantities of its product: the previous verdicts
+    no longer hold, and the publication judges the whole history (5,000 is absurd against a median of 2,
+    and a plain repeat against a median of 4,000)."""
+    large = canonical_row(invoice_no="1999", stock_code="P0", quantity="5000", customer_id="c9")
+    with duckdb.connect(str(warehouse)) as conn:
+        _load(tmp_path, warehouse, "jan.csv", [*_month(1, customers=4), large])
+        _load(tmp_path, warehouse, "feb.csv", [*_month(2, customers=4), large])
+        build_history(conn, Lake(warehouse), "r1", absurd_factor=1000.0)
+        assert _verdicts(conn) == [("feb.csv", 13, "absurd_quantity"), ("jan.csv", 13, "absurd_quantity")]
+        _load(tmp_path, warehouse, "mar.csv", _month(3, customers=30, quantity="4000"))
+        build_history(conn, Lake(warehouse), "r2", absurd_factor=1000.0)
+        assert _verdicts(conn) == [("feb.csv", 13, "duplicate_line")]
+        nightly = _published(conn)
+    assert nightly == _from_scratch(tmp_path, warehouse)
+
+
+def _verdicts(conn) -> list[tuple[str, int, str]]:
+    rows = conn.execute(
+        f"SELECT load_id, source_row, rule FROM {REJECTED_ACROSS_LOADS} ORDER BY ALL"
+    ).fetchall()
+    return [(load.split("@")[0], row, rule) for load, row, rule in rows]
+
+
+def test_a_corrected_file_is_judged_with_the_history_it_joins(tmp_path, warehouse):
+    """A correction replaces a load in the middle of the history: nothing of the previous verdicts is taken
+    on trust, and the repeats it no longer holds are kept."""
+    january, february = _month(1), _month(2)
+    with duckdb.connect(str(warehouse)) as conn:
+        _load(tmp_path, warehouse, "jan.csv", january)
+        _load(tmp_path, warehouse, "feb.csv", february + january[:3])
+        assert build_history(conn, Lake(warehouse), "r1").duplicates == 3
+        _load(tmp_path, warehouse, "jan.csv", january[3:])  # January corrected: its first invoice removed
+        assert build_history(conn, Lake(warehouse), "r2").duplicates == 0
+        nightly = _published(conn)
+    assert nightly == _from_scratch(tmp_path, warehouse)
