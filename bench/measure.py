@@ -265,6 +265,10 @@ def main() -> None:
     workdir = Path(sys.argv[3]) if len(sys.argv) > 3 else Path(".")
     for module in IMPORTS[method]:
         importlib.import_module(module)
+    if "great_expectations" in IMPORTS[method]:  # its context, made once per process, is start-up too
+        from retail_seg.core.expectations import gx_context
+
+        gx_context()
     start = time.perf_counter()
     found = METHODS[method](source, workdir)
     found = found if isinstance(found, dict) else {"customers": found}

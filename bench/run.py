@@ -205,7 +205,7 @@ def pipeline(source: Path) -> dict:
 
 TASKS = {
     "bare_duckdb": "bare DuckDB query (R, F, M only)",
-    "project_features": "**project: RFM feature build** (`customer_features` from staged lines)",
+    "project_features": "**project: RFM feature build** (`customer_features` from the loads' invoice sums)",
     "project": "project: file → features (snapshot, gates, 14 rules, duplicates, lake, history, features)",
     "project_delta": "project: a 1% day's file onto that history → features",
     "pandas": "pandas groupby",
