@@ -17,21 +17,13 @@ from retail_seg.core.history import build_history
 from retail_seg.core.lake import Lake
 from retail_seg.core.loads import LoadRules, load_file
 from retail_seg.core.mappings import load_mappings
+from retail_seg.core.sources import CANONICAL_COLUMNS
 from retail_seg.core.tables import CUSTOMER_FEATURES, REJECTED_ACROSS_LOADS, STAGING_INVOICES
 from retail_seg.core.warehouse import publish
 from retail_seg_tests.conftest import canonical_row, write_csv
 
 RULES = LoadRules(run_date=dt.date(2026, 1, 1))
-HEADER = [
-    "InvoiceNo",
-    "StockCode",
-    "Description",
-    "Quantity",
-    "UnitPrice",
-    "InvoiceDate",
-    "CustomerID",
-    "Country",
-]
+HEADER = list(CANONICAL_COLUMNS)
 
 
 def _month(month: int, customers: int = 12, quantity: str = "2") -> list[list[str]]:
