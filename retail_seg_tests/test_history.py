@@ -107,6 +107,22 @@ def test_daily_files_with_repeated_lines_count_them_once_as_a_whole_history_woul
     assert len(invoices) == 24 and [i[-1].split("@")[0] for i in invoices if i[1] == "1000"] == ["jan.csv"]
 
 
+def test_a_repeated_line_without_an_invoice_number_is_a_repeat_too(tmp_path, warehouse):
+    """A line with no invoice number repeats one with none, as judging everything says: the nightly
+    publication's look for repeats among the same invoices treats a missing number as one invoice."""
+    blank = canonical_row(
+        invoice_no="", stock_code="Z9", customer_id="c1", invoice_date="2024-01-05 10:00:00"
+    )
+    with duckdb.connect(str(warehouse)) as conn:
+        _load(tmp_path, warehouse, "jan.csv", [*_month(1), blank])
+        build_history(conn, Lake(warehouse), "r1")
+        _load(tmp_path, warehouse, "feb.csv", [*_month(2), blank])
+        assert build_history(conn, Lake(warehouse), "r2").duplicates == 1
+        assert _verdicts(conn) == [("feb.csv", 37, "duplicate_line")]
+        nightly = _published(conn)
+    assert nightly == _from_scratch(tmp_path, warehouse)
+
+
 def test_a_later_file_that_moves_a_products_median_is_judged_whole(tmp_path, warehouse):
     """Medians move with every load. A line that was absurd, and so not counted as the repeat it also is,
     can stop being absurd when later files carry larger quantities of its product: the previous verdicts

@@ -35,6 +35,13 @@ def invoices_sql(lines: str) -> str:
     """
 
 
+def invoices_source(conn: duckdb.DuckDBPyConnection) -> str:
+    """Where the invoice sums are: the history's (`history.build_history`), or staged lines summed here."""
+    return (
+        str(STAGING_INVOICES) if exists(conn, STAGING_INVOICES) else f"({invoices_sql(STAGING_TRANSACTIONS)})"
+    )
+
+
 # The as-of date defaults to the day after the latest transaction, never the wall clock. It is read
 # first, as one value, so the aggregation below is a plain scan of the invoices.
 _AS_OF_SQL = """
@@ -151,10 +158,7 @@ def build_customer_features(conn: duckdb.DuckDBPyConnection, as_of: dt.date | No
     invoices; monetary is net spend, returns subtracted. Customers whose returns cancel all they bought
     have no spend to segment and are counted, not featured.
     """
-    # The history keeps its invoices (`history.build_history`); staged lines alone are summed here.
-    invoices = (
-        str(STAGING_INVOICES) if exists(conn, STAGING_INVOICES) else f"({invoices_sql(STAGING_TRANSACTIONS)})"
-    )
+    invoices = invoices_source(conn)
     chosen = conn.execute(_AS_OF_SQL.format(invoices=invoices), {"as_of": as_of}).fetchall()[0][0]
     per_customer = _PER_CUSTOMER_SQL.format(invoices=invoices)
     conn.execute(f"CREATE OR REPLACE TEMP TABLE _per_customer AS {per_customer}", {"as_of": chosen})

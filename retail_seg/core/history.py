@@ -277,9 +277,12 @@ def _repeats(
         return
     lines = f"read_parquet({_files([str(lake.files(r)[0]) for r in loads])}, union_by_name = true)"
     scope = f"SELECT * FROM {lines}"
-    if kept:
+    if kept:  # the lines of the new loads' invoices, a missing invoice number matching a missing one
         added = f"read_parquet({_files([str(lake.files(r)[0]) for r in new])}, union_by_name = true)"
-        scope += f" WHERE invoice_no IN (SELECT invoice_no FROM {added})"
+        scope = (
+            f"SELECT l.* FROM {lines} l SEMI JOIN (SELECT DISTINCT invoice_no FROM {added}) a "
+            "ON l.invoice_no IS NOT DISTINCT FROM a.invoice_no"
+        )
     conn.execute(
         f"""INSERT INTO _repeats
             WITH scope AS NOT MATERIALIZED ({scope}),

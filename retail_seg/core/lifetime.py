@@ -21,7 +21,8 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import betaln, digamma, gammaln, hyp2f1
 
-from retail_seg.core.tables import CUSTOMER_FEATURES, CUSTOMER_VALUE, STAGING_INVOICES, VALUE_MODELS
+from retail_seg.core.features import invoices_source
+from retail_seg.core.tables import CUSTOMER_FEATURES, CUSTOMER_VALUE, VALUE_MODELS
 from retail_seg.core.warehouse import build_candidate_from_frame
 
 DAYS_PER_WEEK = 7.0
@@ -394,7 +395,7 @@ def build_customer_value(conn, settings: ValueSettings = ValueSettings()) -> Val
         return _without_value(conn, summary, settings, 0, NO_HISTORY)
     # A day's spend is the sum of its invoices' sums: the history's invoices, a tenth of its lines.
     lines = (
-        f"SELECT customer_id, invoice_date, net AS line_total FROM {STAGING_INVOICES} "
+        f"SELECT customer_id, invoice_date, net AS line_total FROM {invoices_source(conn)} "
         f"SEMI JOIN {CUSTOMER_FEATURES} USING (customer_id)"
     )
     summary = purchase_summary(conn, lines, as_of)
