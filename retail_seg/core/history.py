@@ -192,6 +192,11 @@ def _record_events(conn: duckdb.DuckDBPyConnection, run_id: str, events: list[Lo
         )
 
 
+def _lines(lake: Lake, loads: list[LoadRecord]) -> str:
+    """The clean lines of `loads`, read from their files."""
+    return f"read_parquet({_files([str(lake.files(r)[0]) for r in loads])}, union_by_name = true)"
+
+
 def _typical_quantities_sql(quantities: list[str]) -> str:
     """Each product's median quantity over every load, from the counts each load kept: the middle one, or
     the mean of the two middle ones, as DuckDB's median over the lines themselves."""
@@ -234,7 +239,7 @@ def _absurd(
         if read:
             conn.execute(
                 f"""INSERT INTO _absurd SELECT l.load_id, l.source_row
-                    FROM read_parquet({_files([str(lake.files(r)[0]) for r in read])}, union_by_name = true) l
+                    FROM {_lines(lake, read)} l
                     JOIN _typical t ON t.code = upper(trim(l.stock_code))
                     WHERE abs(l.quantity) > {float(factor)!r} * t.quantity"""
             )
@@ -275,12 +280,11 @@ def _repeats(
     new = loads[kept:]
     if not new or (not kept and len(new) == 1):  # a load's own repeats were rejected by its load
         return
-    lines = f"read_parquet({_files([str(lake.files(r)[0]) for r in loads])}, union_by_name = true)"
+    lines = _lines(lake, loads)
     scope = f"SELECT * FROM {lines}"
     if kept:  # the lines of the new loads' invoices, a missing invoice number matching a missing one
-        added = f"read_parquet({_files([str(lake.files(r)[0]) for r in new])}, union_by_name = true)"
         scope = (
-            f"SELECT l.* FROM {lines} l SEMI JOIN (SELECT DISTINCT invoice_no FROM {added}) a "
+            f"SELECT l.* FROM {lines} l SEMI JOIN (SELECT DISTINCT invoice_no FROM {_lines(lake, new)}) a "
             "ON l.invoice_no IS NOT DISTINCT FROM a.invoice_no"
         )
     conn.execute(
@@ -339,11 +343,11 @@ def _invoices_view(conn: duckdb.DuckDBPyConnection, lake: Lake, loads: list[Load
         for (load_id,) in conn.execute(f"SELECT DISTINCT load_id FROM {REJECTED_ACROSS_LOADS}").fetchall()
     }
     kept = [str(lake.invoices(r)) for r in loads if r.load_id not in touched and lake.invoices(r).exists()]
-    summed = [str(lake.files(r)[0]) for r in loads if str(lake.invoices(r)) not in kept]
+    summed = [r for r in loads if str(lake.invoices(r)) not in kept]
     parts = [f"SELECT * FROM read_parquet({_files(kept)})"] if kept else []
     if summed:
         lines = (
-            f"(SELECT l.* FROM read_parquet({_files(summed)}, union_by_name = true) l "
+            f"(SELECT l.* FROM {_lines(lake, summed)} l "
             f"ANTI JOIN {REJECTED_ACROSS_LOADS} USING (load_id, source_row))"
         )
         parts.append(invoices_sql(lines))
@@ -378,14 +382,13 @@ def build_history(
     if lost:
         raise FileNotFoundError(f"the lake has lost the lines of accepted loads: {', '.join(lost)}")
     events = _events(conn, lake, loads)
-    clean = [str(lake.files(r)[0]) for r in loads if lake.files(r)[0].exists()]
     rejected = [str(lake.files(r)[1]) for r in loads if lake.files(r)[1].exists()]
     with_lines = [r for r in loads if lake.files(r)[0].exists()]
     ranks = ", ".join(f"({literal(r.load_id)}, {i}, {literal(r.source_file)})" for i, r in enumerate(loads))
     with transaction(conn):
         _drop_tables_of_before_the_lake(conn)
-        if clean:
-            lines = f"read_parquet({_files(clean)}, union_by_name = true)"
+        if with_lines:
+            lines = _lines(lake, with_lines)
             _judge_across_loads(conn, lake, with_lines, ranks, absurd_factor)
             _invoices_view(conn, lake, with_lines)
             conn.execute(
