@@ -14,6 +14,7 @@ from scipy.cluster.hierarchy import dendrogram as scipy_dendrogram
 from sklearn.decomposition import PCA
 
 from retail_seg.core.audit import Migration
+from retail_seg.core.frames import merge_one_to_one
 from retail_seg.core.hierarchical import WardTree
 from retail_seg.core.segmentation import SegmentedCustomers, clustered_features, model_matrix
 
@@ -256,7 +257,7 @@ def segmentation_figures(
     alternative method's tree cut at that k (method_comparison), and the customers drawn by segment in
     their features and in the model's space (customer_segments)."""
     result, assignments = segmented.segmentation, segmented.assignments
-    placed = features.merge(assignments[["customer_id", "segment"]], on="customer_id", validate="one_to_one")
+    placed = merge_one_to_one(features, assignments[["customer_id", "segment"]])
     order = assignments.drop_duplicates("cluster").sort_values("cluster")["segment"].tolist()
     projected = pca_scatter(model_matrix(model, placed["customer_id"]), placed["segment"], order)
     return {

@@ -22,6 +22,7 @@ from scipy.optimize import minimize
 from scipy.special import betaln, digamma, gammaln, hyp2f1
 
 from retail_seg.core.features import invoices_source
+from retail_seg.core.frames import merge_one_to_one
 from retail_seg.core.tables import CUSTOMER_FEATURES, CUSTOMER_VALUE, VALUE_MODELS
 from retail_seg.core.warehouse import build_candidate_from_frame
 
@@ -404,9 +405,7 @@ def build_customer_value(conn, settings: ValueSettings = ValueSettings()) -> Val
         value, purchases, spend = customer_value(summary, settings)
     except NotFitted as why:
         return _without_value(conn, summary, settings, repeat_buyers, str(why))
-    build_candidate_from_frame(
-        conn, CUSTOMER_VALUE, summary.merge(value, on="customer_id", validate="one_to_one")
-    )
+    build_candidate_from_frame(conn, CUSTOMER_VALUE, merge_one_to_one(summary, value))
     parameters = [
         *(("bgnbd", name, value) for name, value in purchases.__dict__.items()),
         *(("gamma_gamma", name, value) for name, value in spend.__dict__.items()),

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from retail_seg.core.features import RFM_COLUMNS
+from retail_seg.core.frames import merge_one_to_one
 
 GENDERS = ("female", "male", "other")
 
@@ -130,10 +131,10 @@ def preprocess(features: pd.DataFrame, customers: pd.DataFrame | None, choices: 
         people, age_median = impute_age(customers[["customer_id", "age", "gender"]])
         people = encode_gender(people).drop(columns="gender")
         ages_imputed = int(people["age_imputed"].sum())
-        frame = frame.merge(people, on="customer_id", how="left", validate="one_to_one")
+        frame = merge_one_to_one(frame, people, how="left")
         encoded, encoding_steps = encode_categories(customers)
         if encoding_steps:
-            frame = frame.merge(encoded, on="customer_id", how="left", validate="one_to_one")
+            frame = merge_one_to_one(frame, encoded, how="left")
             steps += encoding_steps
     return Preprocessed(
         matrix=np.column_stack(columns),

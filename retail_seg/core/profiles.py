@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from retail_seg.core.features import ENGINEERED_COLUMNS, RFM_COLUMNS
+from retail_seg.core.frames import merge_one_to_one
 from retail_seg.core.preprocessing import NOT_CATEGORIES
 
 # Numbers about each customer that `staging.customers` holds rather than the features.
@@ -154,7 +155,7 @@ def segment_numbers(features: pd.DataFrame, clusters: pd.DataFrame) -> pd.DataFr
     # As floats: a column the source leaves empty (a table without first purchases) is NA, not NaN.
     numeric = [c for c in (*RFM_COLUMNS, *ENGINEERED_COLUMNS) if c in features]
     features = features.astype({c: float for c in numeric})
-    data = features.merge(clusters, on="customer_id", validate="one_to_one")
+    data = merge_one_to_one(features, clusters)
     base_gap = typical_gap(features)
     rows = {}
     for cluster, group in data.groupby("cluster"):
@@ -205,7 +206,7 @@ HIGH, LOW = 2 / 3, 1 / 3
 
 def standing(features: pd.DataFrame, clusters: pd.DataFrame, clustered: list[str]) -> pd.DataFrame:
     """Where each cluster's median of each clustered feature sits among all customers (0..1)."""
-    data = features.merge(clusters, on="customer_id", validate="one_to_one")
+    data = merge_one_to_one(features, clusters)
     return pd.DataFrame(
         {
             feature: data.groupby("cluster")[feature]
@@ -331,7 +332,7 @@ def profile_segments(
         names = segments[kept].drop_duplicates("cluster")
     else:
         names = name_segments(features, clusters, clustered)
-    data = features.merge(clusters, on="customer_id", validate="one_to_one")
+    data = merge_one_to_one(features, clusters)
     categories = []
     if customers is not None and len(customers):
         categories = [

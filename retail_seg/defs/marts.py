@@ -18,6 +18,7 @@ from retail_seg.core.customer_tables import (
 from retail_seg.core.drift import DRIFT_CHECKS, DriftThresholds, drift_since
 from retail_seg.core.features import RFM_COLUMNS, build_customer_features, build_table_features
 from retail_seg.core.figures import profile_figures, segmentation_figures
+from retail_seg.core.frames import merge_one_to_one
 from retail_seg.core.preprocessing import Choices, preprocess
 from retail_seg.core.profiles import profile_segments
 from retail_seg.core.quality import features_gate, segments_gate
@@ -291,7 +292,7 @@ def segmentation(context: dg.AssetExecutionContext, config: SegmentationConfig, 
         churn = read_table(conn, CUSTOMER_VALUE, ["customer_id", "churn_risk"])
         previous, known_ids = previous_assignment(conn)
         segmented = segment_customers(
-            features.merge(churn, on="customer_id", validate="one_to_one"),
+            merge_one_to_one(features, churn),
             model,
             range(config.k_min, config.k_max + 1),
             seed=config.seed,
