@@ -16,12 +16,15 @@ from retail_seg.core.eda import (
     spend_by_month,
     summarize_numeric,
 )
+from retail_seg.core.features import invoices_sql
 from retail_seg.core.tables import Table
 
 SAMPLE = Table("eda", "sample")
 FEATURES = Table("eda", "features")
 CUSTOMERS = Table("eda", "customers")
 TRANSACTIONS = Table("eda", "transactions")
+# The lines summed per invoice, as the history keeps them for a load.
+SUMMED = "(" + invoices_sql(f"(SELECT *, 'one' AS load_id FROM {TRANSACTIONS})") + ")"
 
 # Spend: 3.0 and 2.0 are both most frequent and 3.0 comes first, so a first-seen mode would say 3.0.
 SPEND = [3.0, 10.0, 3.0, 2.0, None, 2.0, math.nan, 1.0, 7.5]
@@ -238,7 +241,7 @@ def transactions(conn):
 
 
 def test_spend_by_month_by_hand(transactions):
-    table = spend_by_month(transactions, TRANSACTIONS)
+    table = spend_by_month(transactions, SUMMED)
     assert list(table.columns) == ["month", "net_revenue", "invoices", "customers"]
     assert list(table["month"]) == list(pd.to_datetime(["2024-01-01", "2024-02-01", "2024-03-01"]))
     # Returns lower the month's revenue but are not purchase invoices; a returning customer is active.
@@ -288,7 +291,7 @@ def test_spend_figures(demographics, tmp_path):
 
 
 def test_monthly_revenue_figure(transactions, tmp_path):
-    fig = eda_figures.monthly_revenue(spend_by_month(transactions, TRANSACTIONS))
+    fig = eda_figures.monthly_revenue(spend_by_month(transactions, SUMMED))
     assert isinstance(fig, Figure)
     assert fig.axes[0].get_title()
     assert [text.get_text() for text in fig.axes[0].get_legend().get_texts()] == ["net revenue", "customers"]

@@ -12,7 +12,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from retail_seg.core.features import ENGINEERED_COLUMNS, RFM_COLUMNS
+from retail_seg.core.features import ENGINEERED_COLUMNS, RFM_COLUMNS, invoices_source
 from retail_seg.core.parsing import literal
 from retail_seg.core.tables import CUSTOMER_FEATURES, CUSTOMERS, STAGING_TRANSACTIONS, Table
 from retail_seg.core.warehouse import column_types, row_count
@@ -169,13 +169,15 @@ _DEMOGRAPHICS_SQL = """
         "group"
 """
 
+# From the invoice sums (`features.invoices_sql`), a tenth of the rows the lines are: a sum is dated
+# like its lines, its net is theirs, and it holds a purchase when any of its lines is one.
 _MONTHLY_SQL = """
     SELECT
         date_trunc('month', invoice_date) AS month,
-        CAST(sum(line_total) AS DOUBLE) AS net_revenue,
-        count(DISTINCT invoice_no) FILTER (WHERE NOT is_return) AS invoices,
+        CAST(sum(net) AS DOUBLE) AS net_revenue,
+        count(DISTINCT invoice_no) FILTER (WHERE purchase_lines > 0) AS invoices,
         count(DISTINCT customer_id) AS customers
-    FROM {transactions}
+    FROM {invoices}
     GROUP BY month
     ORDER BY month
 """
@@ -254,9 +256,10 @@ def spend_by_demographics(conn: duckdb.DuckDBPyConnection, features: Table, cust
     return conn.execute(sql, params).df()
 
 
-def spend_by_month(conn: duckdb.DuckDBPyConnection, transactions: Table) -> pd.DataFrame:
-    """Net revenue, purchase invoices and active customers per calendar month."""
-    return conn.execute(_MONTHLY_SQL.format(transactions=transactions)).df()
+def spend_by_month(conn: duckdb.DuckDBPyConnection, invoices: str) -> pd.DataFrame:
+    """Net revenue, purchase invoices and active customers per calendar month, from `invoices`, the lines
+    summed per invoice (`features.invoices_source`)."""
+    return conn.execute(_MONTHLY_SQL.format(invoices=invoices)).df()
 
 
 TRANSACTION_VARIABLES = ("quantity", "unit_price", "line_total")
@@ -344,5 +347,5 @@ def explore(conn: duckdb.DuckDBPyConnection) -> Exploration:
             d.label: histogram(conn, d.table, d.column, log=d.log, where=d.where) for d in distributions
         },
         demographics=spend_by_demographics(conn, CUSTOMER_FEATURES, CUSTOMERS),
-        monthly=spend_by_month(conn, STAGING_TRANSACTIONS),
+        monthly=spend_by_month(conn, invoices_source(conn)),
     )
