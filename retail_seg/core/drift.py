@@ -98,9 +98,10 @@ def drift_since(
             f"(warn above {thresholds.changed_share:.0%})",
         )
     )
-    agreement = (
-        float(adjusted_rand_score(both["segment_id_then"], both["segment_id_now"])) if len(both) else 1.0
-    )
+    # As integer codes: the index does not depend on what labels are called, and scikit-learn sorts
+    # integers many times faster than strings (0.75 s of string sorting at 340k customers).
+    then, now = (pd.factorize(both[f"segment_id_{when}"])[0] for when in ("then", "now"))
+    agreement = float(adjusted_rand_score(then, now)) if len(both) else 1.0
     findings.append(
         Finding(
             "segment_agreement",
