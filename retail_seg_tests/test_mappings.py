@@ -8,6 +8,7 @@ import csv
 import datetime as dt
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
 
@@ -280,6 +281,51 @@ def test_a_semicolon_erp_export_declared_by_the_user(conn, tmp_path):
     assert result.rejected_by_rule == {"unconvertible_currency": 1}  # USD has no rate: never summed with EUR
     assert clean["invoice_date"].dt.date.tolist() == [dt.date(2024, 2, 3)] * 2 + [dt.date(2024, 11, 12)]
     assert clean["unit_price"].astype(float).tolist() == [1234.50, 99.90, 1050.00]  # CHF converted at 1.05
+
+
+def _shopify_file(path: Path, currency: str, price: str) -> Path:
+    first = {"Currency": currency, "Email": "ann@example.com", "Financial Status": "paid"}
+    first["Created at"] = "2025-10-07 09:50:26 +0200"
+    item = {"Lineitem quantity": "1", "Lineitem price": price, "Lineitem sku": "A", "Lineitem name": "a"}
+    return _write_dicts(path, SHOPIFY_HEADER, [_shopify_row("#1", item, first)])
+
+
+def test_files_in_different_currencies_are_never_summed(tmp_path):
+    """Shopify names each file's currency and no base: a shop's EUR file and its USD file would add up to
+    one spend. The second file is refused at its staging gate, saying why and what to declare; the first
+    stays the history, and a corrected version of the refused file in the history's currency loads."""
+    from retail_seg.core.history import MixedCurrencies, build_history
+    from retail_seg.core.lake import Lake
+    from retail_seg.core.loads import LoadRules, load_file
+
+    lake, rules = Lake(tmp_path / "warehouse.duckdb"), LoadRules(run_date=dt.date(2026, 1, 1))
+
+    def load(name: str, currency: str, price: str):
+        path = _shopify_file(tmp_path / name, currency, price)
+        return load_file(path, lake, f"{name}@r", "r", rules, load_mappings(), id_key=KEY)
+
+    assert load("eur.csv", "EUR", "100.00").accepted
+    refused = load("usd.csv", "USD", "120.00")
+    assert refused.refused_at == "staging"
+    words = refused.staging_gate.message()
+    assert "one history, one currency" in words and "EUR: eur.csv" in words and "USD: usd.csv" in words
+    assert "[currency] (code, rates)" in words
+    assert sorted(lake.accepted()) == ["eur.csv"]
+    assert load("usd.csv", "EUR", "110.00").accepted  # corrected: the same shop's file, in euros
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:
+        build_history(conn, lake, "r")
+        [(total,)] = conn.execute(f"SELECT sum(line_total) FROM {STAGING_TRANSACTIONS}").fetchall()
+        assert float(total) == 210.0
+        # A history that holds two currencies anyway (two loads accepted at once) is never published.
+        usd = load("dollars.csv", "USD", "1.00")
+        assert not usd.accepted
+        record = lake.accepted()["eur.csv"]
+        (lake.loads / record.load_id / "load.json").write_text(
+            (lake.loads / record.load_id / "load.json").read_text().replace('"EUR"', '"USD"')
+        )
+        mixed = r"one history, one currency: .*EUR: usd\.csv; USD: eur\.csv"
+        with pytest.raises(MixedCurrencies, match=mixed):
+            build_history(conn, lake, "r2")
 
 
 def test_conventions_belong_to_the_mapping_that_declares_them(conn, tmp_path):

@@ -31,6 +31,8 @@ class CleaningResult:
 
     clean_rows: int
     rejected_by_rule: dict[str, int]
+    currency: str = ""
+    """The currency every clean amount is in (the mapping's base, or the file's own): "" where unknown."""
 
     @property
     def rejected_rows(self) -> int:
@@ -371,7 +373,7 @@ def clean_transactions(
         ).fetchall()
     )
     clean = row_count(conn, STAGING_TRANSACTIONS.candidate)
-    return CleaningResult(clean_rows=clean, rejected_by_rule=by_rule)
+    return CleaningResult(clean_rows=clean, rejected_by_rule=by_rule, currency=params["base_currency"])
 
 
 _CUSTOMERS_SQL = f"""

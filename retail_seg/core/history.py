@@ -98,8 +98,33 @@ class History:
         return hashlib.sha256(listing.encode()).hexdigest()
 
 
-class MixedGrains(ValueError):
+class MixedHistory(ValueError):
+    """Accepted loads that cannot make one history."""
+
+
+class MixedGrains(MixedHistory):
     """A lake holding both customer tables and files of lines: a history is one or the other."""
+
+
+class MixedCurrencies(MixedHistory):
+    """Loads whose amounts are in different currencies: they are never added together."""
+
+
+def currencies_apart(loads) -> str | None:
+    """Why `loads` cannot be summed together: their amounts are in different currencies (loads that name
+    none are in whatever the others are); None when they can."""
+    named: dict[str, list[str]] = {}
+    for record in loads:
+        if record.currency:
+            named.setdefault(record.currency, []).append(record.key)
+    if len(named) < 2:
+        return None
+    held = "; ".join(f"{code}: {', '.join(sorted(keys))}" for code, keys in sorted(named.items()))
+    return (
+        f"amounts in different currencies would be added together ({held}); declare the base currency "
+        "and the rates to it in the mapping's [currency] (code, rates), or load each currency into a "
+        "warehouse of its own (RETAIL_SEG_WAREHOUSE)"
+    )
 
 
 def _files(paths: list[str]) -> str:
@@ -131,7 +156,7 @@ def _previous_loads(conn: duckdb.DuckDBPyConnection) -> dict[str, LoadRecord]:
     ).fetchall()
     if not has_keys:  # none yet, or a warehouse from before the lake
         return {}
-    fields = [field for field in LoadRecord.__dataclass_fields__ if field != "encoding"]
+    fields = [field for field in LoadRecord.__dataclass_fields__ if field not in ("encoding", "currency")]
     rows = conn.execute(f"SELECT {', '.join(fields)} FROM {RAW_LOADS}").fetchall()
     records = [LoadRecord(**dict(zip(fields, map(_as_in_manifest, row), strict=True))) for row in rows]
     return {r.key: r for r in records}
@@ -379,6 +404,9 @@ def build_history(
         for r in loads
         if not lake.files(r)[0].exists() and not (lake.loads / r.load_id / TABLE_ROWS).exists()
     ]
+    apart = currencies_apart(loads)
+    if apart:
+        raise MixedCurrencies(f"one history, one currency: {apart}")
     if lost:
         raise FileNotFoundError(f"the lake has lost the lines of accepted loads: {', '.join(lost)}")
     events = _events(conn, lake, loads)

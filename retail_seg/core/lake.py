@@ -56,6 +56,7 @@ class LoadRecord:
     loaded_at: str
     run_id: str
     encoding: str = ""
+    currency: str = ""  # what its amounts are in; "" where the export names no currency
 
     @property
     def folder_name(self) -> str:

@@ -19,6 +19,7 @@ from retail_seg.core.cleaning import CleaningResult, clean_transactions
 from retail_seg.core.customer_tables import TABLE_ROWS, load_customer_table, recognise
 from retail_seg.core.expectations import GateResult, Outcome
 from retail_seg.core.features import invoices_sql
+from retail_seg.core.history import currencies_apart
 from retail_seg.core.lake import INVOICES, LINES, QUANTITIES, REJECTED, Lake, LoadRecord, file_key
 from retail_seg.core.mappings import CustomerMapping, Mapping, SourceFormatError
 from retail_seg.core.parsing import literal
@@ -173,6 +174,8 @@ def load_file(
         else:
             outcome = _judge(conn, path, folder, record, rules, mappings, id_key, follow_links)
     _remove_scratch(folder)
+    if outcome.accepted:
+        outcome = _in_the_history_currency(lake, outcome, folder)
     if not outcome.accepted:
         gate = outcome.staging_gate if outcome.refused_at == "staging" else outcome.raw_gate
         return replace(outcome, kept=lake.refuse(outcome.record, gate.message()))
@@ -305,6 +308,24 @@ def _judge_table(
     return LoadOutcome(record, table.raw_gate, table.staging_gate)
 
 
+def _in_the_history_currency(lake: Lake, outcome: LoadOutcome, folder: Path) -> LoadOutcome:
+    """The outcome, refused at staging when its amounts are in another currency than the other files of
+    the history (a correction of the same file replaces its own)."""
+    others = [r for r in lake.accepted().values() if r.key != outcome.record.key]
+    apart = currencies_apart([*others, outcome.record])
+    if apart is None:
+        return outcome
+    rule = "one history, one currency"
+    gate = GateResult(
+        "staging",
+        outcome.record.source_file,
+        (Outcome(rule, f"{outcome.record.key}: {apart}", False, "duckdb"),),
+    )
+    (folder / LINES).unlink(missing_ok=True)  # as any refused load: its rejected lines are kept
+    (folder / INVOICES).unlink(missing_ok=True)
+    return replace(outcome, staging_gate=gate, refused_at="staging")
+
+
 def _remove_scratch(folder: Path) -> None:
     """What a load used while it worked: its database file, its snapshot and what DuckDB spilled."""
     for scratch in ("spill", SNAPSHOTS):
@@ -328,4 +349,11 @@ def _with_source(record: LoadRecord, loaded: LoadedSource, conn: duckdb.DuckDBPy
 
 
 def _with_counts(record: LoadRecord, cleaning: CleaningResult) -> LoadRecord:
-    return LoadRecord(**{**record.__dict__, "clean": cleaning.clean_rows, "rejected": cleaning.rejected_rows})
+    return LoadRecord(
+        **{
+            **record.__dict__,
+            "clean": cleaning.clean_rows,
+            "rejected": cleaning.rejected_rows,
+            "currency": cleaning.currency,
+        }
+    )

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from retail_seg.core.cleaning import build_customers
-from retail_seg.core.history import MixedGrains, adopt_tables, build_history
+from retail_seg.core.history import MixedHistory, adopt_tables, build_history
 from retail_seg.core.lake import file_key
 from retail_seg.core.loads import LoadOutcome, Pending, pending_files
 from retail_seg.core.mappings import SourceFormatError
@@ -36,7 +36,7 @@ LOADS_CHECK = dg.AssetCheckSpec(
     deps=["raw_transactions", "clean_transactions", "rejected_rows"],
     group_name="staging",
     kinds={"duckdb", "parquet"},
-    code_version="2",
+    code_version="3",
     owners=DATA_ENGINEERING,
     tags=layer_tags("staging", personal_data="demographics"),
     check_specs=[LOADS_CHECK],
@@ -62,7 +62,7 @@ def transaction_history(
             history = build_history(
                 conn, lake, context.run.run_id, absurd_factor=load_rules.absurd_quantity_factor
             )
-        except MixedGrains as mixed:
+        except MixedHistory as mixed:
             raise dg.Failure(description=str(mixed), allow_retries=False) from None
         metadata = table_metadata(
             conn,
