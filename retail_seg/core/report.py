@@ -108,9 +108,16 @@ def _whole(series: pd.Series) -> bool:
     return bool(len(values)) and bool((values == values.round()).all())
 
 
-def _formats(block: Table, currency: str) -> dict[str, str]:
+def _readable(value: float) -> str:
+    """A number to at most two places, without the zeros a reader would drop: 6, 12.5, 45.1, 3.14."""
+    text = f"{value:,.2f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+def _formats(block: Table, currency: str) -> dict[str, object]:
     """One formatter per numeric column: shares as percentages, whole numbers (integers, and medians of
-    counts) without decimals, money with separators and the currency, the rest to 2 places."""
+    counts) without decimals, money with separators and the currency, the rest to at most 2 places (a
+    median of days is 84, or 433.5, never 84.00)."""
     frame, formats = block.frame, {}
     for column in frame:
         if not pd.api.types.is_numeric_dtype(frame[column]) or pd.api.types.is_bool_dtype(frame[column]):
@@ -122,7 +129,7 @@ def _formats(block: Table, currency: str) -> dict[str, str]:
         elif pd.api.types.is_integer_dtype(frame[column]) or _whole(frame[column]):
             formats[column] = "{:,.0f}"
         else:
-            formats[column] = "{:,.2f}"
+            formats[column] = _readable
     return formats
 
 

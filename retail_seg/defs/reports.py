@@ -33,7 +33,7 @@ class ReportConfig(dg.Config):
     deps=[*FIGURES_FROM, "customer_features", "customer_value", "model_features", "transaction_history"],
     group_name="reports",
     kinds={"html"},
-    code_version="4",
+    code_version="5",
     owners=ANALYTICS,
     tags=layer_tags("reports"),
 )
