@@ -261,6 +261,9 @@ def test_two_digit_years_are_refused_at_the_staging_gate(case, good, tmp_path):
         )
     assert rules["invoice_date_out_of_range"] > 0.9 * attributable  # queryable after the refusal
     assert sum(rules.values()) == len(two_digit)
+    # The refusal counts what it names: the lines kept for each of the rules that rejected most.
+    counted = f"invoice_date_out_of_range {rules['invoice_date_out_of_range']:,} (change:"
+    assert counted in _failed_checks(result)["staging_gate"]
 
 
 # Files that load, with the bad lines rejected for their rule -----------------------------------------

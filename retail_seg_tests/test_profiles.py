@@ -43,6 +43,11 @@ def _numbers(**changed) -> SegmentNumbers:
             "big-spender",
         ),  # late by others' rhythm, not its own
         ({}, "occasional"),
+        # Churn risk: a segment likely gone is not frequent, however recent its last purchase looks...
+        ({"frequency_pct": 0.6, "churn_risk": 0.7, "min_recency": 35}, "at-risk"),
+        ({"frequency_pct": 0.6, "churn_risk": 0.7}, "slipping"),  # ...unless someone in it bought lately
+        ({"recency": 10, "frequency_pct": 0.9, "monetary_pct": 0.8, "churn_risk": 0.6}, "slipping"),
+        ({"frequency_pct": 0.6, "churn_risk": 0.49}, "frequent"),  # more likely active than gone
     ],
 )
 def test_label_rules(changed, label):

@@ -4,13 +4,15 @@ import datetime as dt
 
 import pytest
 
-from retail_seg.core.quality import features_gate, segments_gate, staging_gate
+from retail_seg.core.quality import features_gate, segments_gate, staging_gate, value_gate
 from retail_seg.core.tables import Table
 
 FEATURES = Table("marts", "f")
 SEGMENTS = Table("marts", "s")
 STAGING = Table("staging", "t")
 REJECTED = Table("staging", "r")
+VALUE = Table("marts", "v")
+MODELS = Table("marts", "m")
 
 
 @pytest.fixture
@@ -91,6 +93,60 @@ def test_segments_gate_catches_an_empty_cluster(marts):
         "all 3 clusters have customers (none empty)",
         "number of segments equals the chosen k = 3",
     }
+
+
+def _value(conn, rows, parameters):
+    conn.execute(
+        f"CREATE OR REPLACE TABLE {VALUE} "
+        "(customer_id VARCHAR, p_alive DOUBLE, expected_purchases DOUBLE, clv DOUBLE)"
+    )
+    conn.executemany(f"INSERT INTO {VALUE} VALUES (?, ?, ?, ?)", rows)
+    conn.execute(f"CREATE OR REPLACE TABLE {MODELS} (model VARCHAR, parameter VARCHAR, value DOUBLE)")
+    if parameters:
+        conn.executemany(f"INSERT INTO {MODELS} VALUES (?, ?, ?)", parameters)
+
+
+FITTED = [("bgnbd", "r", 0.24), ("bgnbd", "alpha", 4.4), ("gamma_gamma", "p", 6.3), ("settings", "margin", 0)]
+VALUED = [("a", 0.9, 1.2, 50.0), ("b", 0.3, 0.1, 4.0), ("c", 1.0, 0.0, 0.0)]
+
+
+def test_value_gate_passes_sane_values(marts):
+    _features(marts, GOOD)
+    _value(marts, VALUED, FITTED)
+    result = value_gate(marts, VALUE, MODELS, FEATURES)
+    assert result.passed, result.message()
+
+
+def test_value_gate_names_each_broken_rule(marts):
+    _features(marts, GOOD)
+    nan, inf = float("nan"), float("inf")
+    _value(
+        marts,
+        [("a", 1.2, 1.0, 50.0), ("b", None, -1.0, inf), ("b", 0.5, 0.1, nan)],
+        [*FITTED, ("bgnbd", "a", 0.0), ("gamma_gamma", "q", inf)],
+    )
+    result = value_gate(marts, VALUE, MODELS, FEATURES)
+    assert _failed_rules(result) == {
+        "one row per customer",
+        "every featured customer is valued",
+        "the fitted parameters are finite and positive",
+        "p_alive is a probability",
+        "p_alive is known for every customer",
+        "expected purchases are zero or more",
+        "lifetime value is finite and not negative",
+        "lifetime value is a number (not NaN)",
+    }
+    parameters = next(o for o in result.failures if o.rule.startswith("the fitted parameters"))
+    assert "bgnbd.a = 0.0" in parameters.observed and "gamma_gamma.q = inf" in parameters.observed
+    probability = next(o for o in result.failures if o.rule == "p_alive is a probability")
+    assert probability.observed.startswith("1 of 2 values fail")  # 1.2; the missing one is the next rule's
+
+
+def test_value_gate_holds_unfitted_values_empty(marts):
+    _features(marts, GOOD)
+    _value(marts, [("a", None, None, None), ("b", None, None, None), ("c", 0.5, None, None)], [])
+    result = value_gate(marts, VALUE, MODELS, FEATURES, not_fitted="3 repeat buyers, 20 needed")
+    assert _failed_rules(result) == {"without fitted models, no customer is valued"}
 
 
 def _staging(conn, rows, rejected=0):
