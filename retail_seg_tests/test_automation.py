@@ -204,3 +204,47 @@ def test_a_landed_file_is_loaded_by_its_own_run_then_published_with_the_history(
     }
     events = query(tmp_path, "SELECT event, key FROM audit.load_events ORDER BY 1, 2")
     assert events == [("loaded", "daily.csv"), ("loaded", "transactions.csv"), ("refused", "broken.csv")]
+
+
+def test_a_run_over_a_folder_makes_each_file_a_partition_and_a_refused_one_leaves_the_others_green(
+    tmp_path, instance
+):
+    """`make run` over a folder: each new file becomes a partition of the raw and staging layers and is
+    materialized there; a later run loads only what is new, and a refused file fails its own partition's
+    gate while the others keep their materializations and the publication goes ahead."""
+    folder = tmp_path / "monthly"
+    for name, seed in (("2024-01.csv", 41), ("2024-02.csv", 42)):
+        made, _ = write_synthetic(tmp_path / name, customers=120, seed=seed)
+        folder.mkdir(exist_ok=True)
+        shutil.copy(made, folder / name)
+    definitions = dg.Definitions(
+        assets=ASSETS, jobs=[segmentation_job], resources=resources(folder, tmp_path)
+    )
+    publish = definitions.resolve_job_def(segmentation_job.name)
+
+    first = publish.execute_in_process(instance=instance, raise_on_error=False)
+    assert first.success
+    files = {"2024-01.csv", "2024-02.csv"}
+    assert set(instance.get_dynamic_partitions(SOURCE_FILES.name)) == files
+    for asset in ("raw_transactions", "clean_transactions"):
+        assert instance.get_materialized_partitions(dg.AssetKey(asset)) == files
+    loaded_by = {
+        event.event_log_entry.dagster_event.partition: event.run_id
+        for event in instance.fetch_materializations(dg.AssetKey("clean_transactions"), limit=10).records
+    }
+    assert loaded_by == dict.fromkeys(files, first.run_id)
+
+    (folder / "2024-03.csv").write_text("invoice_no,quantity\n1,2\n")  # not an export: refused
+    second = publish.execute_in_process(instance=instance, raise_on_error=False)
+    assert second.success  # the publication over the accepted history goes ahead
+    assert set(instance.get_dynamic_partitions(SOURCE_FILES.name)) == files | {"2024-03.csv"}
+    assert instance.get_materialized_partitions(dg.AssetKey("clean_transactions")) == files
+    refused = [
+        (e.check_name, e.partition)
+        for e in second.get_asset_check_evaluations()
+        if not e.passed and e.partition
+    ]
+    assert refused == [("raw_gate", "2024-03.csv")]
+    again = instance.fetch_materializations(dg.AssetKey("clean_transactions"), limit=10).records
+    assert {e.run_id for e in again} == {first.run_id}  # nothing loaded twice
+    assert dict(query(tmp_path, "SELECT key, run_id FROM raw.loads")) == dict.fromkeys(files, first.run_id)
