@@ -294,7 +294,7 @@ def test_files_in_different_currencies_are_never_summed(tmp_path):
     """Shopify names each file's currency and no base: a shop's EUR file and its USD file would add up to
     one spend. The second file is refused at its staging gate, saying why and what to declare; the first
     stays the history, and a corrected version of the refused file in the history's currency loads."""
-    from retail_seg.core.history import MixedCurrencies, build_history
+    from retail_seg.core.history import MixedCurrencies, build_history, history_currency
     from retail_seg.core.lake import Lake
     from retail_seg.core.loads import LoadRules, load_file
 
@@ -316,6 +316,7 @@ def test_files_in_different_currencies_are_never_summed(tmp_path):
         build_history(conn, lake, "r")
         [(total,)] = conn.execute(f"SELECT sum(line_total) FROM {STAGING_TRANSACTIONS}").fetchall()
         assert float(total) == 210.0
+        assert history_currency(conn, lake) == "EUR"  # what the report shows money in, unless configured
         # A history that holds two currencies anyway (two loads accepted at once) is never published.
         usd = load("dollars.csv", "USD", "1.00")
         assert not usd.accepted

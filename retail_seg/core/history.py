@@ -127,6 +127,21 @@ def currencies_apart(loads) -> str | None:
     )
 
 
+def history_currency(conn: duckdb.DuckDBPyConnection, lake: Lake) -> str:
+    """The currency the published history's amounts are in, as its loads recorded it; "" when they name
+    none (or a load's record is gone)."""
+    if not exists(conn, RAW_LOADS):
+        return ""
+    found = set()
+    for (load_id,) in conn.execute(f"SELECT load_id FROM {RAW_LOADS}").fetchall():
+        try:
+            found.add(lake.record(load_id).currency)
+        except (OSError, ValueError, TypeError):
+            return ""
+    named = found - {""}
+    return named.pop() if len(named) == 1 else ""
+
+
 def _files(paths: list[str]) -> str:
     return literal_list(paths)
 

@@ -5,6 +5,7 @@ import datetime as dt
 import dagster as dg
 from pydantic import Field
 
+from retail_seg.core.history import history_currency
 from retail_seg.core.report import RunFacts, build_segment_report
 from retail_seg.defs.metadata import ANALYTICS, layer_tags
 from retail_seg.defs.resources import Warehouse
@@ -25,7 +26,8 @@ class ReportConfig(dg.Config):
 
     currency: str = Field(
         default="",
-        description="Currency code or sign shown with amounts (e.g. GBP, EUR, $); empty shows plain numbers.",
+        description="Currency code or sign shown with amounts (e.g. GBP, EUR, $); empty: the currency the "
+        "history's exports name, else plain numbers.",
     )
 
 
@@ -33,7 +35,7 @@ class ReportConfig(dg.Config):
     deps=[*FIGURES_FROM, "customer_features", "customer_value", "model_features", "transaction_history"],
     group_name="reports",
     kinds={"html"},
-    code_version="5",
+    code_version="6",
     owners=ANALYTICS,
     tags=layer_tags("reports"),
 )
@@ -42,8 +44,9 @@ def segment_report(
 ) -> dg.MaterializeResult:
     """index.html, one self-contained page: the run, key decisions, segments with recommendations, value
     and churn, movement since the last run, the analysis, and the method in an appendix."""
-    run = RunFacts(context.run.run_id, dt.datetime.now(dt.UTC), config.currency)
     with warehouse.get_connection() as conn:
+        currency = config.currency or history_currency(conn, warehouse.lake())
+        run = RunFacts(context.run.run_id, dt.datetime.now(dt.UTC), currency)
         page = build_segment_report(conn, list(FIGURES_FROM), run)
     path = page.write(warehouse.reports_folder())
     return dg.MaterializeResult(
