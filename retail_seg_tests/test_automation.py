@@ -248,3 +248,37 @@ def test_a_run_over_a_folder_makes_each_file_a_partition_and_a_refused_one_leave
     again = instance.fetch_materializations(dg.AssetKey("clean_transactions"), limit=10).records
     assert {e.run_id for e in again} == {first.run_id}  # nothing loaded twice
     assert dict(query(tmp_path, "SELECT key, run_id FROM raw.loads")) == dict.fromkeys(files, first.run_id)
+
+
+def test_a_backfill_of_chosen_files_reloads_them(tmp_path, instance):
+    """A backfill over chosen partitions loads those files again, whatever the lake held: each gets a new
+    load in force (the old one superseded), and the publication counts its lines once."""
+    source, _ = write_synthetic(tmp_path / "source", customers=120, seed=51)
+    chosen = tmp_path / "incoming" / "chosen.csv"
+    chosen.parent.mkdir()
+    shutil.copy(source, chosen)
+    definitions = dg.Definitions(
+        assets=ASSETS, jobs=[load_job, segmentation_job], resources=resources(chosen, tmp_path)
+    )
+    instance.add_dynamic_partitions(SOURCE_FILES.name, ["chosen.csv"])
+    loads = definitions.resolve_job_def(load_job.name)
+    config = {"ops": {"file_load": {"config": {"source": str(chosen)}}}}
+    lake = Lake(tmp_path / "warehouse.duckdb")
+    load_ids = []
+    for _ in range(2):
+        done = loads.execute_in_process(
+            partition_key="chosen.csv", run_config=config, instance=instance, raise_on_error=False
+        )
+        assert done.success
+        load_ids.append(lake.accepted()["chosen.csv"].load_id)
+        assert lake.accepted()["chosen.csv"].run_id == done.run_id
+    assert load_ids[0] != load_ids[1]  # loaded again, not skipped as already held
+    published = definitions.resolve_job_def(segmentation_job.name).execute_in_process(instance=instance)
+    assert published.success
+    [(loaded, lines, across)] = query(
+        tmp_path,
+        "SELECT list(DISTINCT load_id), count(*), (SELECT count(*) FROM staging.rejected_across_loads) "
+        "FROM staging.transactions",
+    )
+    assert loaded == [load_ids[1]]  # once, from the load in force
+    assert lines + across == lake.accepted()["chosen.csv"].clean
