@@ -99,8 +99,8 @@ def _unreadable(path: Path, error: SourceFormatError) -> GateResult:
     return _refused(path, "the file is readable as a known export format", str(error))
 
 
-def _refused(path: Path, rule: str, observed: str) -> GateResult:
-    return GateResult("raw", str(path), (Outcome(rule, observed, False, "duckdb"),))
+def _refused(path: Path, rule: str, observed: str, gate: str = "raw") -> GateResult:
+    return GateResult(gate, str(path), (Outcome(rule, observed, False, "duckdb"),))
 
 
 def _other_grain(lake: Lake, key: str, table: str | None) -> str | None:
@@ -315,12 +315,8 @@ def _in_the_history_currency(lake: Lake, outcome: LoadOutcome, folder: Path) -> 
     apart = currencies_apart([*others, outcome.record])
     if apart is None:
         return outcome
-    rule = "one history, one currency"
-    gate = GateResult(
-        "staging",
-        outcome.record.source_file,
-        (Outcome(rule, f"{outcome.record.key}: {apart}", False, "duckdb"),),
-    )
+    observed = f"{outcome.record.key}: {apart}"
+    gate = _refused(Path(outcome.record.source_file), "one history, one currency", observed, "staging")
     (folder / LINES).unlink(missing_ok=True)  # as any refused load: its rejected lines are kept
     (folder / INVOICES).unlink(missing_ok=True)
     return replace(outcome, staging_gate=gate, refused_at="staging")
