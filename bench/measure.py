@@ -130,11 +130,17 @@ def project_delta(source: Path, workdir: Path) -> dict:
 
 
 def project_features(_: Path, workdir: Path) -> int:
-    """This project's RFM feature build, `customer_features`, over the history `project` built in WORKDIR."""
+    """This project's RFM feature build, `customer_features`, over the history `project` built in WORKDIR,
+    from every invoice's sums as a first publication makes it: the customer sums the project's task kept
+    are set aside first, or the build would only read them."""
     from retail_seg.core.features import build_customer_features
+    from retail_seg.core.tables import CUSTOMER_SUMS_BASIS
 
     with _warehouse(workdir) as conn:
-        return build_customer_features(conn).customers
+        conn.execute(f"DROP TABLE IF EXISTS {CUSTOMER_SUMS_BASIS}")
+        build = build_customer_features(conn)
+        assert build.sums == "summed from every invoice", build.sums
+        return build.customers
 
 
 def pandas_groupby(source: Path, _: Path) -> int:

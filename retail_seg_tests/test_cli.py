@@ -37,7 +37,7 @@ def test_a_refused_file_exits_65_names_it_and_changes_nothing_it_derives(monkeyp
     assert main(["run"]) == 0
     assert "report: " in capsys.readouterr().out
     before = _checksums(tmp_path)
-    assert len(before) == 32  # every table of raw, staging, marts, reports and audit, and the history views
+    assert len(before) == 34  # every table of raw, staging, marts, reports and audit, and the history views
     derived = _derived(tmp_path)
 
     broken = tmp_path / "data" / "broken.csv"

@@ -70,6 +70,18 @@ def _published(conn) -> dict[str, list]:
     return {str(table): conn.execute(sql.format(table)).fetchall() for table, sql in tables.items()}
 
 
+def _nightly(conn, warehouse, run_id: str, sums: str | None = None, **options):
+    """A nightly publication: the history built, then the features, which add to the sums kept by the
+    publication before when the history only gained loads (`sums`: how the build says it had them)."""
+    history = build_history(conn, Lake(warehouse), run_id, **options)
+    assert history.lines == conn.execute("SELECT count(*) FROM staging.transactions").fetchone()[0]
+    build = build_customer_features(conn)
+    assert build.kept_sums
+    assert sums is None or build.sums == sums
+    publish(conn, CUSTOMER_FEATURES)
+    return history
+
+
 def _from_scratch(tmp_path, warehouse) -> dict[str, list]:
     """The same lake's history built in a fresh warehouse, in one go."""
     fresh = tmp_path / "fresh"
@@ -93,10 +105,10 @@ def test_daily_files_with_repeated_lines_count_them_once_as_a_whole_history_woul
     overlap = february + january[:7]  # February's export repeats January's first seven lines
     with duckdb.connect(str(warehouse)) as conn:
         _load(tmp_path, warehouse, "jan.csv", january)
-        first = build_history(conn, Lake(warehouse), "r1")
+        first = _nightly(conn, warehouse, "r1")
         assert first.duplicates == 0
         _load(tmp_path, warehouse, "feb.csv", overlap)
-        second = build_history(conn, Lake(warehouse), "r2")
+        second = _nightly(conn, warehouse, "r2")
         assert second.duplicates == 7
         nightly = _published(conn)
     repeats = [row for row in nightly[str(REJECTED_ACROSS_LOADS)] if row[2] == "duplicate_line"]
@@ -115,9 +127,9 @@ def test_a_repeated_line_without_an_invoice_number_is_a_repeat_too(tmp_path, war
     )
     with duckdb.connect(str(warehouse)) as conn:
         _load(tmp_path, warehouse, "jan.csv", [*_month(1), blank])
-        build_history(conn, Lake(warehouse), "r1")
+        _nightly(conn, warehouse, "r1")
         _load(tmp_path, warehouse, "feb.csv", [*_month(2), blank])
-        assert build_history(conn, Lake(warehouse), "r2").duplicates == 1
+        assert _nightly(conn, warehouse, "r2").duplicates == 1
         assert _verdicts(conn) == [("feb.csv", 37, "duplicate_line")]
         nightly = _published(conn)
     assert nightly == _from_scratch(tmp_path, warehouse)
@@ -132,10 +144,10 @@ def test_a_later_file_that_moves_a_products_median_is_judged_whole(tmp_path, war
     with duckdb.connect(str(warehouse)) as conn:
         _load(tmp_path, warehouse, "jan.csv", [*_month(1, customers=4), large])
         _load(tmp_path, warehouse, "feb.csv", [*_month(2, customers=4), large])
-        build_history(conn, Lake(warehouse), "r1", absurd_factor=1000.0)
+        _nightly(conn, warehouse, "r1", absurd_factor=1000.0)
         assert _verdicts(conn) == [("feb.csv", 13, "absurd_quantity"), ("jan.csv", 13, "absurd_quantity")]
         _load(tmp_path, warehouse, "mar.csv", _month(3, customers=30, quantity="4000"))
-        build_history(conn, Lake(warehouse), "r2", absurd_factor=1000.0)
+        _nightly(conn, warehouse, "r2", absurd_factor=1000.0)
         assert _verdicts(conn) == [("feb.csv", 13, "duplicate_line")]
         nightly = _published(conn)
     assert nightly == _from_scratch(tmp_path, warehouse)
@@ -155,8 +167,58 @@ def test_a_corrected_file_is_judged_with_the_history_it_joins(tmp_path, warehous
     with duckdb.connect(str(warehouse)) as conn:
         _load(tmp_path, warehouse, "jan.csv", january)
         _load(tmp_path, warehouse, "feb.csv", february + january[:3])
-        assert build_history(conn, Lake(warehouse), "r1").duplicates == 3
+        assert _nightly(conn, warehouse, "r1").duplicates == 3
         _load(tmp_path, warehouse, "jan.csv", january[3:])  # January corrected: its first invoice removed
-        assert build_history(conn, Lake(warehouse), "r2").duplicates == 0
+        assert _nightly(conn, warehouse, "r2").duplicates == 0
         nightly = _published(conn)
+    assert nightly == _from_scratch(tmp_path, warehouse)
+
+
+def test_an_invoice_spread_over_two_files_is_one_purchase_in_the_kept_sums(tmp_path, warehouse):
+    """A day's file that adds a line to an invoice an earlier file holds (an order amended after midnight)
+    and brings a new customer: the sums kept from the night before take the new lines, the invoice still
+    counts once, and every feature is what summing the whole history gives."""
+    january = _month(1)
+    amended = canonical_row(
+        invoice_no="1000",
+        stock_code="P9",
+        quantity="1",
+        unit_price="9.50",
+        invoice_date="2024-01-01 10:00:00",
+        customer_id="c0",
+    )
+    newcomer = canonical_row(
+        invoice_no="2999", stock_code="P1", customer_id="c99", invoice_date="2024-02-03 09:00:00"
+    )
+    with duckdb.connect(str(warehouse)) as conn:
+        _load(tmp_path, warehouse, "jan.csv", january)
+        _nightly(conn, warehouse, "r1", sums="summed from every invoice")
+        _load(tmp_path, warehouse, "feb.csv", [*_month(2), amended, newcomer])
+        _nightly(conn, warehouse, "r2", sums="kept, and 1 new load added")
+        [(frequency, monetary)] = conn.execute(
+            f"SELECT frequency, monetary FROM {CUSTOMER_FEATURES} WHERE customer_id = 'c0'"
+        ).fetchall()
+        nightly = _published(conn)
+        [(summed,)] = conn.execute("SELECT count(*) FROM staging.customer_sums_basis").fetchall()
+    assert (frequency, monetary) == (2, 8.0 + 8.0 + 9.5)  # January's invoice with its new line, February's
+    assert summed == 2
+    assert nightly == _from_scratch(tmp_path, warehouse)
+
+
+def test_kept_sums_are_summed_again_when_an_earlier_file_is_corrected(tmp_path, warehouse):
+    """After nights that added to the kept sums, a corrected earlier file: its old lines leave every
+    customer's sums, as a history built in one go has it."""
+    with duckdb.connect(str(warehouse)) as conn:
+        _load(tmp_path, warehouse, "jan.csv", _month(1))
+        _nightly(conn, warehouse, "r1")
+        _load(tmp_path, warehouse, "feb.csv", _month(2))
+        _nightly(conn, warehouse, "r2", sums="kept, and 1 new load added")
+        _nightly(conn, warehouse, "r2b", sums="kept: no load changed")
+        _load(tmp_path, warehouse, "jan.csv", _month(1, customers=5, quantity="7"))
+        _nightly(conn, warehouse, "r3", sums="summed from every invoice")
+        nightly = _published(conn)
+        [(c9,)] = conn.execute(
+            f"SELECT frequency FROM {CUSTOMER_FEATURES} WHERE customer_id = 'c9'"
+        ).fetchall()
+    assert c9 == 1  # February's invoice only: January's corrected file no longer lists c9
     assert nightly == _from_scratch(tmp_path, warehouse)

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import duckdb
 
+from retail_seg.core.parsing import literal
 from retail_seg.core.rfm import quintile_scores_sql, segment_sql
-from retail_seg.core.tables import CUSTOMER_FEATURES, STAGING_INVOICES, STAGING_TRANSACTIONS
-from retail_seg.core.warehouse import bound, build_candidate, exists, row_count
+from retail_seg.core.tables import (
+    CUSTOMER_FEATURES,
+    CUSTOMER_SUMS,
+    CUSTOMER_SUMS_BASIS,
+    RAW_LOADS,
+    REJECTED_ACROSS_LOADS,
+    STAGING_INVOICES,
+    STAGING_TRANSACTIONS,
+)
+from retail_seg.core.warehouse import bound, build_candidate, exists, row_count, transaction
 
 RFM_COLUMNS = ("recency_days", "frequency", "monetary")
 ENGINEERED_COLUMNS = (
@@ -48,13 +57,20 @@ _AS_OF_SQL = """
     SELECT coalesce(CAST($as_of AS DATE), CAST(max(invoice_date) AS DATE) + 1) FROM {invoices}
 """
 
-# One pass over the invoices, grouped by invoice (an invoice in two loads, or on two dates, is one) and
-# then by customer; the features and the count of customers left out both read it. Each feature derives
-# from these sums, so the build costs a fraction of a bare RFM query over the lines, and counts needing a
-# distinct set per customer (products bought) belong to `staging.customers`. Returns are what was bought
-# less the net.
-_PER_CUSTOMER_SQL = """
-    WITH invoices AS (
+# Each customer's sums over their invoices, grouped by invoice (an invoice in two loads, or on two dates,
+# is one) and then by customer. Every feature derives from these sums, so the build costs a fraction of
+# a bare RFM query over the lines, and counts needing a distinct set per customer (products bought)
+# belong to `staging.customers`. The sums of a set of customers' sums are the sums of their invoices, so
+# a history that gains a day's file adds that file's sums to those kept (`_kept_sums`).
+_SUMS_SQL = """
+    SELECT
+        customer_id,
+        max(last_purchase) AS last_purchase,
+        min(first_purchase) AS first_purchase,
+        count(last_purchase) AS frequency,  -- invoices with a purchase on them
+        sum(net) AS net,
+        sum(purchased) AS purchased
+    FROM (
         SELECT
             customer_id,
             max(invoice_date) FILTER (WHERE purchase_lines > 0) AS last_purchase,
@@ -62,20 +78,24 @@ _PER_CUSTOMER_SQL = """
             sum(net) AS net,
             sum(purchased) AS purchased
         FROM {invoices}
-        WHERE invoice_date < $as_of
         GROUP BY customer_id, invoice_no
     )
-    SELECT
-        customer_id,
-        max(last_purchase) AS last_purchase,
-        min(first_purchase) AS first_purchase,
-        count(last_purchase) AS frequency,  -- invoices with a purchase on them
-        sum(net) AS monetary,
-        sum(purchased) AS purchased,
-        coalesce(sum(purchased), 0) - sum(net) AS returned,
-        CAST($as_of AS DATE) AS as_of
-    FROM invoices
     GROUP BY customer_id
+"""
+
+# Sums of sums: the customers' kept sums and a day's, added up.
+_ADDED_SQL = """
+    SELECT customer_id, max(last_purchase) AS last_purchase, min(first_purchase) AS first_purchase,
+           CAST(sum(frequency) AS BIGINT) AS frequency, sum(net) AS net, sum(purchased) AS purchased
+    FROM ({parts})
+    GROUP BY customer_id
+"""
+
+# What the features read, from the sums; returns are what was bought less the net.
+_PER_CUSTOMER_SQL = """
+    SELECT customer_id, last_purchase, first_purchase, frequency, net AS monetary, purchased,
+           coalesce(purchased, 0) - net AS returned, CAST($as_of AS DATE) AS as_of
+    FROM {sums}
 """
 
 _FEATURES_SQL = f"""
@@ -123,6 +143,8 @@ class FeatureBuild:
     customers: int
     without_purchase: int
     non_positive_spend: int
+    sums: str = "summed from every invoice"  # how the customers' sums were had (`_kept_sums`)
+    kept_sums: bool = False  # whether `staging.customer_sums` served (and was brought up to date)
 
 
 def build_table_features(conn: duckdb.DuckDBPyConnection, as_of: dt.date | None = None) -> FeatureBuild:
@@ -150,6 +172,79 @@ def build_table_features(conn: duckdb.DuckDBPyConnection, as_of: dt.date | None 
         conn.execute("DROP TABLE IF EXISTS _per_customer")
 
 
+def _parts(conn: duckdb.DuckDBPyConnection) -> dict[str, str] | None:
+    """What each load adds to the history's invoice sums, as a fingerprint: its file's checksum, its
+    counts, and the lines of it the whole history rejects. None for a history without loads' sums."""
+    if not all(exists(conn, table) for table in (STAGING_INVOICES, RAW_LOADS, REJECTED_ACROSS_LOADS)):
+        return None
+    rows = conn.execute(
+        f"""SELECT l.load_id, concat_ws(':', l.sha256, l.clean, l.rejected, count(r.source_row),
+                                        coalesce(sum(hash(r.source_row, r.rule)), 0))
+            FROM {RAW_LOADS} l LEFT JOIN {REJECTED_ACROSS_LOADS} r USING (load_id)
+            GROUP BY l.load_id, l.sha256, l.clean, l.rejected"""
+    ).fetchall()
+    return dict(rows)
+
+
+def _kept_sums(conn: duckdb.DuckDBPyConnection, invoices: str) -> tuple[str, str] | None:
+    """`staging.customer_sums` brought up to date with the history: its name, and how it was brought
+    there. None for a history whose invoices are not a load's (the sums are then summed in the query).
+
+    The sums are kept with the loads they sum (`staging.customer_sums_basis`). When the history holds
+    those loads as they were, plus new ones, only the new loads' invoices are summed and added to the
+    customers they touch; a customer with an invoice that an older load holds too is summed again from
+    all their invoices, since that invoice counts once. Anything else -- a load corrected, erased or
+    judged differently, a first build -- sums every invoice. Either way the sums are those of every
+    invoice (the history's tests compare the two)."""
+    parts = _parts(conn)
+    if parts is None:
+        return None
+    basis = {}
+    if exists(conn, CUSTOMER_SUMS_BASIS):
+        basis = dict(conn.execute(f"SELECT load_id, part FROM {CUSTOMER_SUMS_BASIS}").fetchall())
+    added = [load_id for load_id in parts if load_id not in basis]
+    with transaction(conn):
+        if not basis or any(parts.get(load_id) != part for load_id, part in basis.items()):
+            conn.execute(f"CREATE OR REPLACE TABLE {CUSTOMER_SUMS} AS {_SUMS_SQL.format(invoices=invoices)}")
+            how = "summed from every invoice"
+        elif added:
+            _add_loads(conn, invoices, added)
+            how = f"kept, and {len(added)} new load{'s' * (len(added) != 1)} added"
+        else:
+            how = "kept: no load changed"
+        conn.execute(f"CREATE OR REPLACE TABLE {CUSTOMER_SUMS_BASIS} (load_id VARCHAR, part VARCHAR)")
+        if parts:
+            conn.executemany(f"INSERT INTO {CUSTOMER_SUMS_BASIS} VALUES (?, ?)", list(parts.items()))
+    return str(CUSTOMER_SUMS), how
+
+
+def _add_loads(conn: duckdb.DuckDBPyConnection, invoices: str, added: list[str]) -> None:
+    """Add the invoices of the `added` loads to the kept sums of the customers they touch."""
+    ids = ", ".join(literal(load_id) for load_id in added)
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE _added AS SELECT * FROM {invoices} WHERE load_id IN ({ids})")
+    try:
+        conn.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _again AS
+                SELECT DISTINCT a.customer_id FROM _added a
+                JOIN (SELECT customer_id, invoice_no FROM {invoices} WHERE load_id NOT IN ({ids})) o
+                  ON o.customer_id = a.customer_id AND o.invoice_no IS NOT DISTINCT FROM a.invoice_no"""
+        )
+        kept = f"SELECT s.* FROM {CUSTOMER_SUMS} s SEMI JOIN _added USING (customer_id)"
+        day = _SUMS_SQL.format(invoices="_added")
+        again = f"(SELECT i.* FROM {invoices} i SEMI JOIN _again USING (customer_id))"
+        conn.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _touched AS
+                SELECT * FROM ({_ADDED_SQL.format(parts=f"{kept} UNION ALL {day}")})
+                WHERE customer_id NOT IN (SELECT customer_id FROM _again)
+                UNION ALL {_SUMS_SQL.format(invoices=again)}"""
+        )
+        conn.execute(f"DELETE FROM {CUSTOMER_SUMS} WHERE customer_id IN (SELECT customer_id FROM _touched)")
+        conn.execute(f"INSERT INTO {CUSTOMER_SUMS} SELECT * FROM _touched")
+    finally:
+        for temporary in ("_added", "_again", "_touched"):
+            conn.execute(f"DROP TABLE IF EXISTS {temporary}")
+
+
 def build_customer_features(conn: duckdb.DuckDBPyConnection, as_of: dt.date | None = None) -> FeatureBuild:
     """Build `marts.customer_features`'s candidate: one row per customer who bought something before `as_of`.
 
@@ -160,11 +255,18 @@ def build_customer_features(conn: duckdb.DuckDBPyConnection, as_of: dt.date | No
     """
     invoices = invoices_source(conn)
     chosen = conn.execute(_AS_OF_SQL.format(invoices=invoices), {"as_of": as_of}).fetchall()[0][0]
-    per_customer = _PER_CUSTOMER_SQL.format(invoices=invoices)
+    # The day after the last invoice (the default) counts every invoice, so the kept sums serve.
+    kept = _kept_sums(conn, invoices) if as_of is None else None
+    if kept:
+        sums, how = kept
+    else:
+        dated = f"(SELECT * FROM {invoices} WHERE invoice_date < $as_of)"
+        sums, how = f"({_SUMS_SQL.format(invoices=dated)})", "summed from every invoice"
+    per_customer = _PER_CUSTOMER_SQL.format(sums=sums)
     conn.execute(f"CREATE OR REPLACE TEMP TABLE _per_customer AS {per_customer}", {"as_of": chosen})
     try:
         build_candidate(conn, CUSTOMER_FEATURES, _FEATURES_SQL)
-        return _built(conn, chosen)
+        return replace(_built(conn, chosen), sums=how, kept_sums=kept is not None)
     finally:
         conn.execute("DROP TABLE IF EXISTS _per_customer")
 

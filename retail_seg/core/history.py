@@ -30,7 +30,7 @@ from retail_seg.core.tables import (
     STAGING_INVOICES,
     STAGING_TRANSACTIONS,
 )
-from retail_seg.core.warehouse import ensure_schemas, exists, row_count, transaction
+from retail_seg.core.warehouse import ensure_schemas, exists, transaction
 
 # The clean line as a load writes it (staging's columns), for a history with no load yet.
 LINE_SCHEMA = (
@@ -495,10 +495,13 @@ def build_history(
                 )
             )
         _record_events(conn, run_id, events)
-    [(duplicates,)] = conn.execute(
-        f"SELECT count(*) FROM {REJECTED_ACROSS_LOADS} WHERE rule = 'duplicate_line'"
+    # The history's lines are its loads' clean lines less those the whole history rejects (each a clean
+    # line of one load, listed once), counted without reading the lines.
+    [(duplicates, rejected_across)] = conn.execute(
+        f"SELECT count(*) FILTER (WHERE rule = 'duplicate_line'), count(*) FROM {REJECTED_ACROSS_LOADS}"
     ).fetchall()
-    return History(loads, row_count(conn, STAGING_TRANSACTIONS), duplicates, tuple(events))
+    lines = sum(r.clean for r in with_lines) - rejected_across if with_lines else 0
+    return History(loads, lines, duplicates, tuple(events))
 
 
 def adopt_tables(conn: duckdb.DuckDBPyConnection, lake: Lake, run_id: str) -> LoadRecord | None:

@@ -159,6 +159,30 @@ STAGING_INVOICES = Table(
         "load_id": _LINEAGE_COLUMNS["load_id"],
     },
 )
+CUSTOMER_SUMS = Table(
+    "staging",
+    "customer_sums",
+    "Each customer's sums over every invoice of the history, kept between publications so that a day's "
+    "file is added to them rather than every invoice summed again: what the features derive from.",
+    {
+        "customer_id": "the customer's id in the export",
+        "last_purchase": "the latest invoice with a purchase on it",
+        "first_purchase": "the earliest invoice with a purchase on it",
+        "frequency": "invoices with a purchase on them",
+        "net": "every invoice summed: purchases less returns",
+        "purchased": "the purchase lines summed (empty when there are none)",
+    },
+)
+CUSTOMER_SUMS_BASIS = Table(
+    "staging",
+    "customer_sums_basis",
+    "The loads `staging.customer_sums` sums, each as it was summed: a load whose part changed (corrected, "
+    "erased, judged again) makes the next publication sum every invoice again.",
+    {
+        "load_id": "the load",
+        "part": "its file's checksum, its line counts and the lines of it the whole history rejects",
+    },
+)
 STAGING_TRANSACTIONS = Table(
     "staging",
     "transactions",

@@ -26,6 +26,8 @@ from retail_seg.core.segmentation import SegmentedCustomers, clustered_features,
 from retail_seg.core.tables import (
     CUSTOMER_FEATURES,
     CUSTOMER_SEGMENTS,
+    CUSTOMER_SUMS,
+    CUSTOMER_SUMS_BASIS,
     CUSTOMER_VALUE,
     CUSTOMERS,
     K_SELECTION,
@@ -36,10 +38,13 @@ from retail_seg.core.tables import (
     SEGMENT_IDENTITY,
     SEGMENT_PROFILES,
 )
-from retail_seg.core.warehouse import build_candidate_from_frame, publish, read_table
+from retail_seg.core.warehouse import build_candidate_from_frame, publish, read_table, row_count
 from retail_seg.defs.gates import Gate
 from retail_seg.defs.metadata import ANALYTICS, layer_tags, markdown_table, record_figures, table_metadata
 from retail_seg.defs.resources import SourceFile, Warehouse
+
+# The sums customer_features keeps between publications, and the loads they sum.
+KEPT_SUMS = (CUSTOMER_SUMS, CUSTOMER_SUMS_BASIS)
 
 FEATURES_GATE = Gate(
     "customer_features",
@@ -174,7 +179,7 @@ class SegmentationConfig(dg.Config):
     deps=["transaction_history"],
     group_name="marts",
     kinds={"duckdb"},
-    code_version="6",
+    code_version="7",
     owners=ANALYTICS,
     tags=MARTS_TAGS,
     check_specs=[FEATURES_GATE.spec],
@@ -199,6 +204,8 @@ def customer_features(config: FeaturesConfig, warehouse: Warehouse):
                 "customers_without_purchase": built.without_purchase,
                 "customers_with_non_positive_spend": built.non_positive_spend,
                 "rfm_segments": dg.MetadataValue.json({str(k): int(v) for k, v in named.items()}),
+                "customer_sums": built.sums,
+                **({f"{t} rows": row_count(conn, t) for t in KEPT_SUMS} if built.kept_sums else {}),
             },
         )
 
