@@ -200,7 +200,7 @@ def _kept_sums(conn: duckdb.DuckDBPyConnection, invoices: str) -> tuple[str, str
     if parts is None:
         return None
     basis = {}
-    if exists(conn, CUSTOMER_SUMS_BASIS):
+    if exists(conn, CUSTOMER_SUMS_BASIS) and exists(conn, CUSTOMER_SUMS):
         basis = dict(conn.execute(f"SELECT load_id, part FROM {CUSTOMER_SUMS_BASIS}").fetchall())
     added = [load_id for load_id in parts if load_id not in basis]
     with transaction(conn):
