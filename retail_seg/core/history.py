@@ -320,7 +320,12 @@ def _repeats(
     new = loads[kept:]
     if not new or (not kept and len(new) == 1):  # a load's own repeats were rejected by its load
         return
-    lines = _lines(lake, loads)
+    compared = loads
+    if kept:  # only old loads holding one of the new loads' invoices can hold a copy of their lines
+        compared = [*_holding_invoices_of(conn, lake, loads[:kept], new), *new]
+        if len(compared) == 1:
+            return
+    lines = _lines(lake, compared)
     scope = f"SELECT * FROM {lines}"
     if kept:  # the lines of the new loads' invoices, a missing invoice number matching a missing one
         scope = (
@@ -339,6 +344,24 @@ def _repeats(
             )
             WHERE copy > 1 AND load_id IN ({", ".join(literal(r.load_id) for r in new)})"""
     )
+
+
+def _holding_invoices_of(
+    conn: duckdb.DuckDBPyConnection, lake: Lake, old: list[LoadRecord], new: list[LoadRecord]
+) -> list[LoadRecord]:
+    """The loads of `old` holding an invoice number that a line of `new` carries (a missing number
+    matching a missing one), found from their invoice sums, a tenth of their lines; every load of `old`
+    when one of them kept no sums."""
+    if not all(lake.invoices(r).exists() for r in old):
+        return old
+    sums = {str(lake.invoices(r)): r for r in old}
+    held = conn.execute(
+        f"""SELECT DISTINCT o.filename FROM read_parquet({_files(list(sums))}, filename = true) o
+            SEMI JOIN (SELECT DISTINCT invoice_no FROM {_lines(lake, new)}) a
+              ON o.invoice_no IS NOT DISTINCT FROM a.invoice_no"""
+    ).fetchall()
+    found = {sums[path].load_id for (path,) in held}
+    return [r for r in old if r.load_id in found]
 
 
 def _judge_across_loads(
