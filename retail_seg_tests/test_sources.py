@@ -184,11 +184,14 @@ def test_a_file_growing_while_it_loads_is_recorded_by_the_bytes_loaded(conn, tmp
     line = "9999,A1,MUG,2,1.50,2024-01-10 10:00:00,c2,UK\r\n"  # the CRLF the file was written with
     stop = threading.Event()
 
-    def keep_writing():
+    def keep_writing():  # about 2 MB a second, and never more than 32 MB, however slow the load
         with path.open("a") as handle:
-            while not stop.is_set():
+            for _ in range((32 << 20) // len(line * 50)):
+                if stop.is_set():
+                    break
                 handle.write(line * 50)
                 handle.flush()
+                time.sleep(0.001)
 
     writer = threading.Thread(target=keep_writing)
     writer.start()

@@ -152,8 +152,10 @@ def file_sha256(path: Path) -> str:
 def snapshot(path: Path, folder: Path, follow_links: bool = True) -> tuple[Path, str, int]:
     """Copy a file into `folder`, hashing its bytes as they are copied; return the copy, its SHA-256 and
     its size. What is loaded and what is recorded are then the same bytes, however the file changes
-    meanwhile (an export still being written, a file replaced under its name). Without `follow_links`,
-    a file that has become a link since it was checked is refused, not followed."""
+    meanwhile (an export still being written, a file replaced under its name). The copy stops at the
+    size the file had when it was opened, so a file written faster than it can be copied is still
+    taken, as it was then, and never fills the disk. Without `follow_links`, a file that has become a
+    link since it was checked is refused, not followed."""
     digest = hashlib.sha256()
     copy = folder / f"{len(list(folder.iterdir()))}{path.suffix.lower()}"
     size = 0
@@ -166,10 +168,12 @@ def snapshot(path: Path, folder: Path, follow_links: bool = True) -> tuple[Path,
             raise SourceFormatError(f"{path}: {NOT_FOUND}") from error
         raise SourceFormatError(f"{path.name}: cannot be opened: {problem}") from error
     with os.fdopen(descriptor, "rb") as source, copy.open("wb") as target:
-        for block in iter(lambda: source.read(1 << 20), b""):
+        remaining = os.fstat(source.fileno()).st_size
+        while remaining and (block := source.read(min(remaining, 1 << 20))):
             digest.update(block)
             target.write(block)
             size += len(block)
+            remaining -= len(block)
     return copy, digest.hexdigest(), size
 
 
