@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.cluster.hierarchy import fcluster, linkage
+from sklearn.cluster import KMeans
 from sklearn.metrics import (
     adjusted_rand_score,
     calinski_harabasz_score,
@@ -93,6 +94,10 @@ def test_micro_clusters_partition_every_row_and_centre_on_their_members():
     centroids, sizes, leaf_of = micro_clusters(x, 50, seed=0)
     assert sizes.sum() == len(x) and (sizes > 0).all() and len(centroids) == len(sizes) <= 50
     np.testing.assert_allclose(centroids[7], x[leaf_of == 7].mean(axis=0))
+    # Each row sits with its nearest fitted centre: the k-d tree agrees with K-Means' own predict.
+    sample = x[np.random.default_rng(0).choice(len(x), size=500, replace=False)]
+    fitted = KMeans(n_clusters=50, n_init=1, max_iter=20, random_state=0).fit(sample)
+    np.testing.assert_array_equal(leaf_of, np.unique(fitted.predict(x), return_inverse=True)[1])
 
 
 def test_ward_sweep_matches_kmeans_columns(three):
