@@ -64,16 +64,22 @@ class Server:
         assert "errors" not in answer, answer
         return answer["data"]
 
-    def wait_until_serving(self, timeout: float = 120) -> None:
+    def wait_until_serving(self, timeout: float = 240) -> None:
+        """Until the webserver answers and has loaded the code location: on a busy machine it answers
+        well before the location's repository is listed."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process.poll() is None, "dagster dev exited early"
             try:
-                self.graphql("{ version }")
-                return
-            except OSError:
-                time.sleep(1)
-        raise TimeoutError(f"dagster dev did not serve on {self.url} within {timeout} s")
+                found = self.graphql(
+                    "{ repositoriesOrError { ... on RepositoryConnection { nodes { name } } } }"
+                )
+                if found["repositoriesOrError"].get("nodes"):
+                    return
+            except (OSError, AssertionError):  # not listening yet, or answering with an error
+                pass
+            time.sleep(1)
+        raise TimeoutError(f"dagster dev did not serve the code location on {self.url} within {timeout} s")
 
     def stop(self) -> list[int]:
         """SIGINT, as a person pressing Ctrl-C would; return whatever is still alive afterwards."""
@@ -194,9 +200,9 @@ def test_the_asset_graph_renders_in_a_browser(server, launched, tmp_path):
     ]
     page = f"{server.url}/asset-groups"
     screenshot = tmp_path / "asset_graph.png"
-    subprocess.run([CHROMIUM, *flags, f"--screenshot={screenshot}", page], timeout=120, capture_output=True)
+    subprocess.run([CHROMIUM, *flags, f"--screenshot={screenshot}", page], timeout=300, capture_output=True)
     dom = subprocess.run(
-        [CHROMIUM, *flags, "--dump-dom", page], timeout=120, capture_output=True, text=True
+        [CHROMIUM, *flags, "--dump-dom", page], timeout=300, capture_output=True, text=True
     ).stdout
     assert "Global asset lineage" in dom
     for group in ("raw", "staging", "marts", "reports", "audit"):
