@@ -1,9 +1,13 @@
 """The warehouse resource bounds DuckDB's memory when told to, and one process holds it at a time."""
 
+import dataclasses
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+from retail_seg import settings
 from retail_seg.defs.resources import Warehouse
 
 HOLD_SECONDS = 2.0
@@ -38,3 +42,20 @@ def test_a_second_process_waits_for_the_warehouse_instead_of_failing(tmp_path):
         assert conn.execute("SELECT x FROM t").fetchall() == [(1,)]
     assert holder.wait(timeout=30) == 0
     assert waited > HOLD_SECONDS / 2  # it queued behind the holder rather than hitting DuckDB's lock error
+
+
+def test_first_runs_at_once_make_one_personal_data_key_and_all_use_it(tmp_path, monkeypatch):
+    path = tmp_path / "data" / ".id_key"
+    monkeypatch.delenv(settings.ID_KEY.variable, raising=False)
+    monkeypatch.setattr(settings, "ID_KEY", dataclasses.replace(settings.ID_KEY, default=str(path)))
+    start = threading.Barrier(8)
+
+    def first_run(_):
+        start.wait()
+        return settings.id_key()
+
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(first_run, range(8)))
+    assert keys == {path.read_text()} and len(path.read_text()) == 64
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in path.parent.iterdir()] == [".id_key"]  # nothing left aside
