@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -89,7 +90,8 @@ def published_content(workdir: Path, decimals: int | None = None) -> dict[str, t
 
 def kill_group(process: subprocess.Popen) -> None:
     """SIGKILL the process and its group, as the OOM killer or a power cut would, and reap it."""
-    os.killpg(process.pid, 9)
+    with contextlib.suppress(ProcessLookupError):  # already gone: nothing left to kill
+        os.killpg(process.pid, 9)
     process.wait(timeout=30)
 
 
