@@ -90,9 +90,11 @@ def test_kill_inside_a_step_changes_nothing_published(world, step, offset, tmp_p
     workdir, env, (first, second), published = world
     process = start_run(env, second, tmp_path / "run.log")
     home = workdir / "dagster_home"
-    run_id = wait_for(lambda: started_step(home, step, KILLED), timeout=120, what=f"{step} starting")
-    time.sleep(offset)
-    kill_group(process)
+    try:
+        run_id = wait_for(lambda: started_step(home, step, KILLED), timeout=120, what=f"{step} starting")
+        time.sleep(offset)
+    finally:
+        kill_group(process)  # also when the wait fails: a run left going would hold the warehouse
     KILLED.append(run_id)
     if _current(workdir) == run_id:  # killed after its swap: then all of it is published, not a part
         PAST_THE_SWAP.append(run_id)
@@ -111,8 +113,12 @@ def test_kill_inside_a_step_changes_nothing_published(world, step, offset, tmp_p
 def test_kill_between_the_last_write_and_the_swap_changes_nothing_published(world, point, tmp_path):
     workdir, env, (first, second), published = world
     process = start_run(env, second, tmp_path / "run.log", **{PAUSE_VARIABLE: point})
-    wait_for(lambda: f"{PAUSED} {point}" in (tmp_path / "run.log").read_text(), 180, f"the pause at {point}")
-    kill_group(process)
+    try:
+        wait_for(
+            lambda: f"{PAUSED} {point}" in (tmp_path / "run.log").read_text(), 180, f"the pause at {point}"
+        )
+    finally:
+        kill_group(process)  # a paused run holds the publication lock for an hour
     assert published_state(workdir) == published["state"]
     assert _lake_is_whole(workdir, first, second) == ACCEPTED[0]  # the run had loaded it by its swap
     [left] = [name for name in _publications(workdir) if name not in ("current", "lock", _current(workdir))]
@@ -123,10 +129,14 @@ def test_a_kill_after_the_swap_leaves_the_whole_run_published(world, tmp_path):
     workdir, env, (_, second), published = world
     before = _current(workdir)
     process = start_run(env, second, tmp_path / "run.log", **{PAUSE_VARIABLE: "after-swap"})
-    wait_for(
-        lambda: f"{PAUSED} after-swap" in (tmp_path / "run.log").read_text(), 180, "the pause after the swap"
-    )
-    kill_group(process)
+    try:
+        wait_for(
+            lambda: f"{PAUSED} after-swap" in (tmp_path / "run.log").read_text(),
+            180,
+            "the pause after the swap",
+        )
+    finally:
+        kill_group(process)  # a paused run holds the publication lock for an hour
     run_id = _current(workdir)
     assert run_id != before and _recorded_runs(workdir)[-1] == run_id  # this run's tables...
     assert (workdir / "reports").resolve() == (workdir / ".warehouse.publications" / run_id / "reports")
@@ -144,7 +154,10 @@ def test_after_the_kills_the_next_run_succeeds_unaided_and_leaves_nothing_behind
     home = workdir / "dagster_home"
     start = time.monotonic()
     process = start_run(env, second, tmp_path / "run.log")
-    assert process.wait(timeout=300) == 0, (tmp_path / "run.log").read_text()[-3000:]
+    try:
+        assert process.wait(timeout=300) == 0, (tmp_path / "run.log").read_text()[-3000:]
+    finally:
+        kill_group(process)  # nothing to kill once it has ended; a run still going is stopped
     log = (tmp_path / "run.log").read_text()
     assert time.monotonic() - start < 120
     assert f"released a dead run: run {KILLED[-1]}" in log
