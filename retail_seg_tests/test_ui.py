@@ -183,7 +183,6 @@ def test_every_gate_is_recorded_as_a_passed_blocking_check(server, launched):
     assert found == GATES
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it)")
 def test_a_dead_command_line_run_never_blocks_the_queue(server, launched, tmp_path):
     """kill -9 of a CLI run leaves it STARTED in the instance: the daemon's dead_runs sensor releases it,
     and the next run from the UI, queued behind it, succeeds unaided."""
@@ -203,6 +202,7 @@ def test_a_dead_command_line_run_never_blocks_the_queue(server, launched, tmp_pa
 
 # Last in the file: starting Chromium can starve the webserver's code servers on a busy machine, and the
 # tests above must not depend on their surviving it.
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it)")
 def test_the_asset_graph_renders_in_a_browser(server, launched, tmp_path):
     flags = [
         "--headless",
