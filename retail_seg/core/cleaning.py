@@ -225,14 +225,14 @@ _PRODUCT_QUANTITIES_SQL = """
 """
 
 
-def _verdicts_sql(mapping: Mapping) -> str:
-    """Every line that breaks a rule, by its place in the file, with the first rule it breaks: the one pass
-    that judges. The clean and the rejected lines are then this table's complement and its join."""
+def _rejected_sql(mapping: Mapping) -> str:
+    """Every line that breaks a rule, as its raw text, with its place in the file and the first rule it
+    breaks: the one pass that judges. The clean lines are then the rest of the file."""
     return f"""
     WITH {_typed_sql(mapping)}
-    SELECT source_file, source_row, rule
+    SELECT load_id, source_file, source_row, rule, {", ".join(RAW_COLUMNS)}
     FROM (
-        SELECT typed.source_file, typed.source_row, {_first_rule_broken_sql()} AS rule
+        SELECT typed.*, {_first_rule_broken_sql()} AS rule
         FROM typed
         LEFT JOIN _duplicates d USING (source_file, source_row)
         LEFT JOIN _typical typical ON typical.code = upper(trim(typed.stock_code))
@@ -278,14 +278,7 @@ def _clean_sql(mapping: Mapping) -> str:
         {total} AS line_total,
         load_id,
         source_row
-    FROM typed ANTI JOIN _verdicts USING (source_file, source_row)
-"""
-
-
-def _rejected_sql(mapping: Mapping) -> str:
-    return f"""
-    SELECT load_id, source_file, source_row, rule, {", ".join(RAW_COLUMNS)}
-    FROM {RAW_TRANSACTIONS} JOIN _verdicts USING (source_file, source_row)
+    FROM typed ANTI JOIN {REJECTED_ROWS.candidate} USING (source_file, source_row)
 """
 
 
@@ -350,22 +343,21 @@ def clean_transactions(
             counted = f"WITH {_typed_sql(mapping)} {_PRODUCT_QUANTITIES_SQL}"
             target = str(product_quantities).replace("'", "''")
             conn.execute(f"COPY ({counted}) TO '{target}' (FORMAT parquet)", bound(counted, params))
-        # One pass judges every line and keeps only the verdicts on the rejected ones (a few columns,
-        # usually few lines); the clean lines are the rest, the rejected lines those, each written in a
-        # streaming pass that judges nothing again. A materialized wide table of every judged line is
-        # what would cost time and memory at ten million lines.
-        conn.execute(
-            f"CREATE OR REPLACE TEMP TABLE _verdicts AS {_verdicts_sql(mapping)}",
-            bound(_verdicts_sql(mapping), params),
-        )
-        built = ((STAGING_TRANSACTIONS, _clean_sql(mapping)), (REJECTED_ROWS, _rejected_sql(mapping)))
-        for (table, sql), path in zip(built, written or (None, None), strict=True):
+        # One pass judges every line and writes the rejected ones (usually few) with their text and rule;
+        # the clean lines are the rest, written in a streaming pass that judges nothing again. A
+        # materialized table of every judged line would cost time and memory at ten million lines, and
+        # joining the rejected lines' text back from the file would cost a pass over it.
+        clean_path, rejected_path = written or (None, None)
+        for table, sql, path in (
+            (REJECTED_ROWS, _rejected_sql(mapping), rejected_path),
+            (STAGING_TRANSACTIONS, _clean_sql(mapping), clean_path),
+        ):
             if path is None:
                 build_candidate(conn, table, sql, bound(sql, params))
             else:
                 write_candidate(conn, table, sql, bound(sql, params), path)
     finally:
-        for temporary in ("_duplicates", "_typical", "_rates", "_verdicts"):
+        for temporary in ("_duplicates", "_typical", "_rates"):
             conn.execute(f"DROP TABLE IF EXISTS {temporary}")
     by_rule = dict(
         conn.execute(
