@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,8 +95,7 @@ def start_redis(folder: Path, port: int) -> subprocess.Popen:
     command += ["--appendonly", "no", "--dir", str(folder)]
     log = (folder / "redis.log").open("ab")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    _wait_for_port(port, "redis-server")
-    return process
+    return _ready(process, lambda: _wait_for_port(port, "redis-server"))
 
 
 def start_postgres(folder: Path, port: int) -> subprocess.Popen:
@@ -113,7 +113,16 @@ def start_postgres(folder: Path, port: int) -> subprocess.Popen:
     process = subprocess.Popen(
         _as_postgres(command), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
-    _wait_for_port(port, "postgres")
+    return _ready(process, lambda: _wait_for_port(port, "postgres"))
+
+
+def _ready(process: subprocess.Popen, wait: Callable[[], None]) -> subprocess.Popen:
+    """`process` once `wait` returns; stopped, not left running unowned, when waiting for it fails."""
+    try:
+        wait()
+    except BaseException:
+        stop(process)
+        raise
     return process
 
 

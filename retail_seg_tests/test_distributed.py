@@ -123,7 +123,12 @@ def _run(env: dict[str, str], log: Path, timeout: float = 420) -> subprocess.Com
 
 def _workers(env: dict[str, str], folder: Path, *names: str, **extra: str) -> list[subprocess.Popen]:
     workers = [cluster.start_worker({**env, **extra}, name, folder / f"{name}.log") for name in names]
-    cluster.wait_for_workers(env, list(names))
+    try:
+        cluster.wait_for_workers(env, list(names))
+    except BaseException:  # the caller never gets them to stop: stopped here, not left running
+        for worker in workers:
+            cluster.stop(worker)
+        raise
     return workers
 
 
@@ -291,3 +296,29 @@ def test_a_worker_killed_mid_load_hands_its_load_to_the_other_and_nothing_is_pub
         record.load_id for record in accepted.values()
     )
     assert published_content(workdir, decimals=6) == _in_process(tmp_path, paths[0].parent)
+
+
+def test_a_server_that_never_comes_up_is_stopped_not_left_running(tmp_path):
+    """A Redis whose port never answers (here: the wait gives up at once) is stopped by its start, with
+    everything it started, rather than outliving the test that could not use it."""
+    if not _servers_installed():
+        if os.environ.get("RETAIL_SEG_REQUIRE_SERVERS"):
+            pytest.fail("redis-server must be installed here (.ci/run installs it)")
+        pytest.skip("redis-server is not installed")
+    started: list[subprocess.Popen] = []
+    popen = subprocess.Popen
+
+    def recorded(*args, **kwargs):
+        started.append(popen(*args, **kwargs))
+        return started[-1]
+
+    def never(port: int, name: str) -> None:
+        raise TimeoutError(f"{name} did not listen on {port}")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cluster.subprocess, "Popen", recorded)
+        patch.setattr(cluster, "_wait_for_port", never)
+        with pytest.raises(TimeoutError, match="redis-server did not listen"):
+            cluster.start_redis(tmp_path / "redis", cluster.free_port())
+    [process] = started
+    assert process.poll() is not None, "the server was left running"
