@@ -12,6 +12,7 @@ import datetime as dt
 import duckdb
 import pytest
 
+from retail_seg.core import features
 from retail_seg.core.features import build_customer_features
 from retail_seg.core.history import build_history
 from retail_seg.core.lake import Lake
@@ -221,4 +222,19 @@ def test_kept_sums_are_summed_again_when_an_earlier_file_is_corrected(tmp_path, 
             f"SELECT frequency FROM {CUSTOMER_FEATURES} WHERE customer_id = 'c9'"
         ).fetchall()
     assert c9 == 1  # February's invoice only: January's corrected file no longer lists c9
+    assert nightly == _from_scratch(tmp_path, warehouse)
+
+
+def test_kept_sums_made_by_other_code_are_summed_again(tmp_path, warehouse, monkeypatch):
+    """Sums kept by a release that summed otherwise are not added to: the first night under the new code
+    sums every invoice again, and the nights after keep the sums it made."""
+    with duckdb.connect(str(warehouse)) as conn:
+        _load(tmp_path, warehouse, "jan.csv", _month(1))
+        _nightly(conn, warehouse, "r1")
+        _load(tmp_path, warehouse, "feb.csv", _month(2))
+        monkeypatch.setattr(features, "_SUMMED_BY", "a later release")
+        _nightly(conn, warehouse, "r2", sums="summed from every invoice")
+        _load(tmp_path, warehouse, "mar.csv", _month(3))
+        _nightly(conn, warehouse, "r3", sums="kept, and 1 new load added")
+        nightly = _published(conn)
     assert nightly == _from_scratch(tmp_path, warehouse)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass, replace
 
 import duckdb
@@ -172,16 +173,23 @@ def build_table_features(conn: duckdb.DuckDBPyConnection, as_of: dt.date | None 
         conn.execute("DROP TABLE IF EXISTS _per_customer")
 
 
+# The code that sums, in every load's fingerprint: sums kept by an earlier release that summed otherwise
+# are summed again, not added to.
+_SUMMED_BY = hashlib.sha256((_SUMS_SQL + _ADDED_SQL).encode()).hexdigest()[:16]
+
+
 def _parts(conn: duckdb.DuckDBPyConnection) -> dict[str, str] | None:
-    """What each load adds to the history's invoice sums, as a fingerprint: its file's checksum, its
-    counts, and the lines of it the whole history rejects. None for a history without loads' sums."""
+    """What each load adds to the history's invoice sums, as a fingerprint: the code that sums, its file's
+    checksum, its counts, and the lines of it the whole history rejects. None for a history without
+    loads' sums."""
     if not all(exists(conn, table) for table in (STAGING_INVOICES, RAW_LOADS, REJECTED_ACROSS_LOADS)):
         return None
     rows = conn.execute(
-        f"""SELECT l.load_id, concat_ws(':', l.sha256, l.clean, l.rejected, count(r.source_row),
+        f"""SELECT l.load_id, concat_ws(':', $summed_by, l.sha256, l.clean, l.rejected, count(r.source_row),
                                         coalesce(sum(hash(r.source_row, r.rule)), 0))
             FROM {RAW_LOADS} l LEFT JOIN {REJECTED_ACROSS_LOADS} r USING (load_id)
-            GROUP BY l.load_id, l.sha256, l.clean, l.rejected"""
+            GROUP BY l.load_id, l.sha256, l.clean, l.rejected""",
+        {"summed_by": _SUMMED_BY},
     ).fetchall()
     return dict(rows)
 

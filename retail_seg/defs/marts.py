@@ -179,7 +179,7 @@ class SegmentationConfig(dg.Config):
     deps=["transaction_history"],
     group_name="marts",
     kinds={"duckdb"},
-    code_version="7",
+    code_version="8",
     owners=ANALYTICS,
     tags=MARTS_TAGS,
     check_specs=[FEATURES_GATE.spec],
