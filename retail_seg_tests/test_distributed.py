@@ -26,7 +26,7 @@ from retail_seg.core.publication import PAUSE_VARIABLE, PAUSED
 from retail_seg.core.synthetic import write_synthetic
 from retail_seg.definitions import LOAD_JOB
 from retail_seg_tests.runs import published_content, wait_for
-from retail_seg_tests.servers import REPO, project_environment
+from retail_seg_tests.servers import REPO, project_environment, session_processes
 
 pytestmark = pytest.mark.slow
 FILES = 8
@@ -303,8 +303,8 @@ def test_a_server_that_never_comes_up_is_stopped_not_left_running(tmp_path):
     everything it started, rather than outliving the test that could not use it."""
     if not _servers_installed():
         if os.environ.get("RETAIL_SEG_REQUIRE_SERVERS"):
-            pytest.fail("redis-server must be installed here (.ci/run installs it)")
-        pytest.skip("redis-server is not installed")
+            pytest.fail("redis-server and postgres must be installed here (.ci/run installs them)")
+        pytest.skip("redis-server or postgres is not installed")
     started: list[subprocess.Popen] = []
     popen = subprocess.Popen
 
@@ -315,10 +315,15 @@ def test_a_server_that_never_comes_up_is_stopped_not_left_running(tmp_path):
     def never(port: int, name: str) -> None:
         raise TimeoutError(f"{name} did not listen on {port}")
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cluster.subprocess, "Popen", recorded)
-        patch.setattr(cluster, "_wait_for_port", never)
-        with pytest.raises(TimeoutError, match="redis-server did not listen"):
-            cluster.start_redis(tmp_path / "redis", cluster.free_port())
-    [process] = started
-    assert process.poll() is not None, "the server was left running"
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(cluster.subprocess, "Popen", recorded)
+            patch.setattr(cluster, "_wait_for_port", never)
+            with pytest.raises(TimeoutError, match="redis-server did not listen"):
+                cluster.start_redis(tmp_path / "redis", cluster.free_port())
+        [process] = started
+        assert process.poll() is not None, "the server was left running"
+        assert not session_processes(process.pid), "the server left processes of its session running"
+    finally:  # when the guarantee breaks, the test does not leave the server running either
+        for process in started:
+            cluster.stop(process)
