@@ -18,12 +18,15 @@ from pathlib import Path
 
 MEMORY_LIMIT = os.environ.get("BENCH_MEMORY_LIMIT", "2GB")
 
+# The lines R, F and M are computed from: those with a customer and a price.
+_KEPT = "CustomerID IS NOT NULL AND UnitPrice > 0"
+
 # The bare DuckDB query: what the hardware can do for RFM over this file, with nothing else. It computes
 # what the project's features compute for R, F and M -- timestamps parsed, money summed exactly, lines
 # without a customer or a price left out -- and lands the result in a DuckDB file, as the project does.
 # Like the project, it groups by invoice before customer, DuckDB's fastest way to count invoices (a
 # count(DISTINCT) next to other aggregates is 15-25% slower).
-BARE_DUCKDB = """
+BARE_DUCKDB = f"""
     CREATE TABLE rfm AS
     SELECT customer_id, max(last_purchase) AS last_purchase, count(last_purchase) AS frequency,
            sum(spend) AS monetary
@@ -32,7 +35,7 @@ BARE_DUCKDB = """
                max(CAST(InvoiceDate AS TIMESTAMP)) FILTER (WHERE Quantity > 0) AS last_purchase,
                sum(Quantity * CAST(UnitPrice AS DECIMAL(18, 4))) AS spend
         FROM read_parquet(?)
-        WHERE CustomerID IS NOT NULL AND UnitPrice > 0
+        WHERE {_KEPT}
         GROUP BY CustomerID, InvoiceNo
     )
     GROUP BY customer_id
@@ -64,7 +67,6 @@ def lines_copy(source: Path, workdir: Path) -> int:
 # rejected lines with their text (here only those without a customer or a price, the fewest any rule set
 # rejects), and the bare query. Nothing is typed through a mapping, no other rule is judged, and there is
 # no gate, snapshot, history or copy of the clean lines.
-_KEPT = "CustomerID IS NOT NULL AND UnitPrice > 0"
 RULES_FLOOR = f"""
     CREATE TABLE repeated AS
     SELECT hash(InvoiceNo, StockCode, Description, Quantity, InvoiceDate, UnitPrice, CustomerID, Country)

@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from retail_seg.core.lake import Lake
 from retail_seg.core.sources import CANONICAL_COLUMNS
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -28,6 +29,17 @@ def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
         writer.writerow(header)
         writer.writerows(rows)
     return path
+
+
+def warehouse_over(lake: Lake, folder: Path) -> Path:
+    """A fresh warehouse file in `folder` whose lake is `lake`, linked, not copied: the same loads, for a
+    history built again in one go."""
+    folder.mkdir(exist_ok=True)
+    fresh = folder / "warehouse.duckdb"
+    link = Lake(fresh).root
+    link.unlink(missing_ok=True)
+    link.symlink_to(lake.root)
+    return fresh
 
 
 def canonical_row(

@@ -21,7 +21,7 @@ from retail_seg.core.mappings import load_mappings
 from retail_seg.core.sources import CANONICAL_COLUMNS
 from retail_seg.core.tables import CUSTOMER_FEATURES, REJECTED_ACROSS_LOADS, STAGING_INVOICES
 from retail_seg.core.warehouse import publish
-from retail_seg_tests.conftest import canonical_row, write_csv
+from retail_seg_tests.conftest import canonical_row, warehouse_over, write_csv
 
 RULES = LoadRules(run_date=dt.date(2026, 1, 1))
 HEADER = list(CANONICAL_COLUMNS)
@@ -85,12 +85,9 @@ def _nightly(conn, warehouse, run_id: str, sums: str | None = None, **options):
 
 def _from_scratch(tmp_path, warehouse) -> dict[str, list]:
     """The same lake's history built in a fresh warehouse, in one go."""
-    fresh = tmp_path / "fresh"
-    fresh.mkdir(exist_ok=True)
-    (fresh / ".warehouse.lake").unlink(missing_ok=True)
-    (fresh / ".warehouse.lake").symlink_to(Lake(warehouse).root)
-    with duckdb.connect(str(fresh / "warehouse.duckdb")) as conn:
-        build_history(conn, Lake(fresh / "warehouse.duckdb"), "scratch")
+    fresh = warehouse_over(Lake(warehouse), tmp_path / "fresh")
+    with duckdb.connect(str(fresh)) as conn:
+        build_history(conn, Lake(fresh), "scratch")
         return _published(conn)
 
 

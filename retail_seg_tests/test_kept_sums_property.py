@@ -33,7 +33,7 @@ from retail_seg.core.mappings import load_mappings
 from retail_seg.core.sources import CANONICAL_COLUMNS
 from retail_seg.core.tables import CUSTOMER_FEATURES, CUSTOMER_SUMS, CUSTOMER_SUMS_BASIS
 from retail_seg.core.warehouse import exists
-from retail_seg_tests.conftest import write_csv
+from retail_seg_tests.conftest import warehouse_over, write_csv
 
 RULES = LoadRules(run_date=dt.date(2026, 1, 1))
 HEADER = list(CANONICAL_COLUMNS)
@@ -341,11 +341,9 @@ def _check_against_every_invoice(
 
 def _check_fresh_warehouse(tmp_path: Path, story: Story, nightly: list[tuple]) -> None:
     """The same lake's history built in a fresh warehouse, in one go, gives the same features."""
-    fresh = tmp_path / "fresh"
-    fresh.mkdir()
-    (fresh / ".warehouse.lake").symlink_to(story.lake.root)
-    with duckdb.connect(str(fresh / "warehouse.duckdb")) as conn:
-        build_history(conn, Lake(fresh / "warehouse.duckdb"), "fresh", absurd_factor=story.factor)
+    fresh = warehouse_over(story.lake, tmp_path / "fresh")
+    with duckdb.connect(str(fresh)) as conn:
+        build_history(conn, Lake(fresh), "fresh", absurd_factor=story.factor)
         build_customer_features(conn)
         fresh_rows = conn.execute(f"SELECT * FROM {CANDIDATE} ORDER BY customer_id").fetchall()
     assert fresh_rows == nightly, f"a fresh warehouse over the same lake differs after {story.log}"

@@ -251,9 +251,8 @@ def _add_loads(conn: duckdb.DuckDBPyConnection, invoices: str, added: list[str])
 
 # The code that sums and adds, in every load's fingerprint: sums kept by an earlier release that summed or
 # added otherwise are summed again, not added to. (A change of a comment in it costs one full sum.)
-_SUMMED_BY = hashlib.sha256((_SUMS_SQL + _ADDED_SQL + inspect.getsource(_add_loads)).encode()).hexdigest()[
-    :16
-]
+_SUMMING_CODE = _SUMS_SQL + _ADDED_SQL + inspect.getsource(_add_loads)
+_SUMMED_BY = hashlib.sha256(_SUMMING_CODE.encode()).hexdigest()[:16]
 
 
 def build_customer_features(conn: duckdb.DuckDBPyConnection, as_of: dt.date | None = None) -> FeatureBuild:
