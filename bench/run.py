@@ -11,7 +11,8 @@ least work keeping the rules costs (repeated lines found, rejected lines written
 project's RFM feature build (`customer_features` over staged lines), this project's
 whole path from file to features (raw, staging, features), a pandas groupby (what a notebook does),
 pymc-marketing's `rfm_summary` where it installs, and `python -m retail_seg run` end to end with
-every asset and check, with the time of each step; then a many-file history built by the distributed
+every asset and check, with the time of each step, beside the same job with every step doing nothing
+(the stack alone: Dagster and the libraries a run loads); then a many-file history built by the distributed
 profile with 1 and 2 Celery workers (bench/scaling.py). It prints the measurements, each target with
 whether this run met it, and the time per step, and writes them to bench/results/benchmark.md with a
 plot in bench/results/benchmark.png.
@@ -183,14 +184,15 @@ def task(method: str, source: Path, python: Path = Path(sys.executable), workdir
     }
 
 
-def pipeline(source: Path) -> dict:
-    """`python -m retail_seg run` on the file, as `make run` does, and the seconds of each step."""
-    workdir = RESULTS / "work" / "pipeline"
+def run_environment(source: Path, name: str) -> dict:
+    """The environment of a run over `source` in a fresh work folder `name`: its own warehouse, reports and
+    Dagster instance, as a first `make run` has."""
+    workdir = RESULTS / "work" / name
     shutil.rmtree(workdir, ignore_errors=True)
     home = workdir / "dagster_home"
     home.mkdir(parents=True)
     shutil.copy(REPO / "retail_seg" / "dagster.yaml", home / "dagster.yaml")
-    env = {
+    return {
         **os.environ,
         "DAGSTER_HOME": str(home),
         "RETAIL_SEG_SOURCE": str(source),
@@ -200,9 +202,21 @@ def pipeline(source: Path) -> dict:
         "RETAIL_SEG_MEMORY_LIMIT": MEMORY_LIMIT,
         "GX_ANALYTICS_ENABLED": "false",
     }
+
+
+def pipeline(source: Path) -> dict:
+    """`python -m retail_seg run` on the file, as `make run` does, and the seconds of each step."""
+    env = run_environment(source, "pipeline")
     result = measured([sys.executable, "-m", "retail_seg", "run"], env=env)
     steps = json.loads(measured([sys.executable, str(BENCH / "steps.py")], env=env)["last"])
     return {"seconds": result["seconds"], "peak_gib": result["peak_gib"], "steps": steps}
+
+
+def stack_floor(source: Path) -> dict:
+    """The same job with every step doing nothing (bench/stack_floor.py), timed as the pipeline is: what
+    the stack costs a run before any work."""
+    result = measured([sys.executable, str(BENCH / "stack_floor.py")], env=run_environment(source, "stack"))
+    return {"seconds": result["seconds"], "peak_gib": result["peak_gib"], "said": result["last"]}
 
 
 TASKS = {
@@ -249,6 +263,11 @@ def measurements(results: dict[int, dict]) -> list[str]:
         lines.append(
             f"| {size:,} | | whole pipeline (every asset and check, Dagster included) | "
             f"{run['seconds']:.1f} | | {run['peak_gib']:.2f} | | |"
+        )
+        idle = found["stack_floor"]
+        lines.append(
+            f"| {size:,} | | the same job, every asset and check doing nothing (the stack alone) | "
+            f"{idle['seconds']:.1f} | | {idle['peak_gib']:.2f} | | |"
         )
     return lines
 
@@ -316,13 +335,19 @@ def targets(results: dict[int, dict]) -> list[str]:
                 )
         if size >= 30_000_000:
             row(size, "RFM feature build under 1 GiB", f"{build['peak_gib']:.2f} GiB", build["peak_gib"] < 1)
-        run = found["pipeline"]
-        baseline = bare["inner_seconds"] + found["kmeans_sweep"]["inner_seconds"]
+        run, sweep = found["pipeline"], found["kmeans_sweep"]["inner_seconds"]
+        baseline = bare["inner_seconds"] + sweep
+        # What no pipeline on this stack can do without: the stack itself (the job, every step a no-op),
+        # the least work of the rules, and the sweep the baseline runs.
+        stack = found["stack_floor"]["seconds"]
+        least = stack + found["rules_floor"]["inner_seconds"] + sweep
         row(
             size,
             "whole pipeline within 8× of a bare DuckDB RFM query plus one K-Means sweep (k = 2..10)",
             f"{run['seconds'] / baseline:.1f}× ({run['seconds']:.1f} s against "
-            f"{bare['inner_seconds']:.2f} s + {found['kmeans_sweep']['inner_seconds']:.2f} s)",
+            f"{bare['inner_seconds']:.2f} s + {sweep:.2f} s; the job with every step doing nothing: "
+            f"{stack:.1f} s, {stack / baseline:.1f}×; with the rules' least work and the sweep added: "
+            f"{least / baseline:.1f}×)",
             run["seconds"] <= 8 * baseline if judged else None,
         )
         if size in PIPELINE_LIMITS:
@@ -468,6 +493,7 @@ def main() -> None:
             found["pymc_marketing"] = task("pymc_marketing", source, python=pymc)
         found["kmeans_sweep"] = task("kmeans_sweep", source, workdir=RESULTS / "work" / "bare_duckdb")
         found["pipeline"] = pipeline(source)
+        found["stack_floor"] = stack_floor(source)
         results[size] = found
         print(f"{size:,} lines done", flush=True)
     value = {"value_project": task("value_project", value_customers())}
