@@ -394,7 +394,11 @@ def _cluster(args: argparse.Namespace) -> int:
         stopped = cluster.down(folder)
         print(f"stopped {', '.join(stopped)}" if stopped else f"nothing running from {folder}")
         return Exit.OK
-    servers = cluster.up(folder, args.workers)
+    try:
+        servers = cluster.up(folder, args.workers)
+    except (cluster.ServerMissing, cluster.ServerExited, TimeoutError) as error:
+        print(f"the distributed profile did not start; nothing of it is running: {error}", file=sys.stderr)
+        return Exit.FAILED
     print(
         f"redis on 127.0.0.1:{servers.redis_port}, postgres on 127.0.0.1:{servers.postgres_port}, "
         f"{args.workers} Celery worker(s); logs in {folder}"

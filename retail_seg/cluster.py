@@ -49,14 +49,29 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _wait_for_port(port: int, what: str, timeout: float = 30.0) -> None:
+class ServerExited(RuntimeError):
+    """A server stopped before it listened: its own last words say why (a port taken, a bad setting)."""
+
+
+def _last_words(log: Path, lines: int = 3) -> str:
+    said = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
+    return " / ".join(line.strip() for line in said[-lines:]) or "(it wrote nothing)"
+
+
+def _wait_for_port(process: subprocess.Popen, port: int, what: str, log: Path, timeout: float = 30.0) -> None:
+    """Until `process` listens on `port`; at once, with the end of its `log`, if it exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServerExited(
+                f"{what} exited with code {process.returncode} before it listened on 127.0.0.1:{port}: "
+                f"{_last_words(log)} (log: {log})"
+            )
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.1)
-    raise TimeoutError(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
+    raise TimeoutError(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f} s (log: {log})")
 
 
 def _as_postgres(command: list[str]) -> list[str]:
@@ -93,9 +108,10 @@ def start_redis(folder: Path, port: int) -> subprocess.Popen:
     folder.mkdir(parents=True, exist_ok=True)
     command = [_program("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
     command += ["--appendonly", "no", "--dir", str(folder)]
-    log = (folder / "redis.log").open("ab")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    return _ready(process, lambda: _wait_for_port(port, "redis-server"))
+    log = folder / "redis.log"
+    with log.open("ab") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    return _ready(process, lambda: _wait_for_port(process, port, "redis-server", log))
 
 
 def start_postgres(folder: Path, port: int) -> subprocess.Popen:
@@ -107,13 +123,14 @@ def start_postgres(folder: Path, port: int) -> subprocess.Popen:
             shutil.chown(folder, "postgres")
         initdb = [postgres_bin("initdb"), "-D", str(data), "-U", POSTGRES_USER, "-A", "trust", "-E", "UTF8"]
         subprocess.run(_as_postgres(initdb), check=True, capture_output=True)
-    log = (folder / "postgres.log").open("ab")
+    log = folder / "postgres.log"
     command = [postgres_bin("postgres"), "-D", str(data), "-p", str(port), "-k", str(folder)]
     command += ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=on"]
-    process = subprocess.Popen(
-        _as_postgres(command), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    return _ready(process, lambda: _wait_for_port(port, "postgres"))
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            _as_postgres(command), stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return _ready(process, lambda: _wait_for_port(process, port, "postgres", log))
 
 
 def _ready(process: subprocess.Popen, wait: Callable[[], None]) -> subprocess.Popen:
@@ -208,7 +225,8 @@ class _gone:
 
 def up(folder: Path, workers: int) -> Servers:
     """Start Redis, Postgres and `workers` Celery workers; write `folder/env` with the profile's settings.
-    Each process is recorded in `folder/pids` as it starts, so `down` stops whatever did start."""
+    Each process is recorded in `folder/pids` as it starts, so `down` stops whatever did start; when one
+    fails to start, `up` itself does."""
     folder = folder.absolute()
     instance_home(folder)
     pids = folder / "pids"
@@ -220,14 +238,18 @@ def up(folder: Path, workers: int) -> Servers:
             handle.write(f"{name} {process.pid}\n")
 
     redis_port, postgres_port = free_port(), free_port()
-    started("redis", start_redis(folder / "redis", redis_port))
-    started("postgres", start_postgres(folder / "postgres", postgres_port))
-    servers = Servers(folder, redis_port, postgres_port, processes)
-    environment = {**os.environ, **servers.environment()}
-    names = [f"worker{n}" for n in range(1, workers + 1)]
-    for name in names:
-        started(name, start_worker(environment, name, folder / f"{name}.log"))
-    wait_for_workers(environment, names)
+    try:
+        started("redis", start_redis(folder / "redis", redis_port))
+        started("postgres", start_postgres(folder / "postgres", postgres_port))
+        servers = Servers(folder, redis_port, postgres_port, processes)
+        environment = {**os.environ, **servers.environment()}
+        names = [f"worker{n}" for n in range(1, workers + 1)]
+        for name in names:
+            started(name, start_worker(environment, name, folder / f"{name}.log"))
+        wait_for_workers(environment, names)
+    except BaseException:  # half a profile is no use: what did start is stopped, not left running unowned
+        down(folder)
+        raise
     lines = [f"export {key}={shlex.quote(value)}" for key, value in servers.environment().items()]
     (folder / "env").write_text("\n".join(lines) + "\n")
     return servers

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -34,22 +35,21 @@ FILES = 8
 REDELIVER_SECONDS = "20"
 
 
-def _servers_installed() -> bool:
+def _require_servers() -> None:
+    """Skip where Redis or Postgres is not installed, unless this machine must have them (CI)."""
     try:
         cluster._program("redis-server")
         cluster.postgres_bin("postgres")
     except cluster.ServerMissing:
-        return False
-    return True
+        if os.environ.get("RETAIL_SEG_REQUIRE_SERVERS"):
+            pytest.fail("redis-server and postgres must be installed here (.ci/run installs them)")
+        pytest.skip("redis-server or postgres is not installed")
 
 
 @pytest.fixture(scope="module")
 def servers():
     """Redis and Postgres on loopback for this module (Postgres as its own user when we are root)."""
-    if not _servers_installed():
-        if os.environ.get("RETAIL_SEG_REQUIRE_SERVERS"):
-            pytest.fail("redis-server and postgres must be installed here (.ci/run installs them)")
-        pytest.skip("redis-server or postgres is not installed")
+    _require_servers()
     folder = Path(tempfile.mkdtemp(prefix="retail_seg_servers_"))
     folder.chmod(0o755)  # the postgres user must reach its data folder inside
     redis_port, postgres_port = cluster.free_port(), cluster.free_port()
@@ -301,10 +301,7 @@ def test_a_worker_killed_mid_load_hands_its_load_to_the_other_and_nothing_is_pub
 def test_a_server_that_never_comes_up_is_stopped_not_left_running(tmp_path):
     """A Redis whose port never answers (here: the wait gives up at once) is stopped by its start, with
     everything it started, rather than outliving the test that could not use it."""
-    if not _servers_installed():
-        if os.environ.get("RETAIL_SEG_REQUIRE_SERVERS"):
-            pytest.fail("redis-server and postgres must be installed here (.ci/run installs them)")
-        pytest.skip("redis-server or postgres is not installed")
+    _require_servers()
     started: list[subprocess.Popen] = []
     popen = subprocess.Popen
 
@@ -312,7 +309,7 @@ def test_a_server_that_never_comes_up_is_stopped_not_left_running(tmp_path):
         started.append(popen(*args, **kwargs))
         return started[-1]
 
-    def never(port: int, name: str) -> None:
+    def never(process, port: int, name: str, log) -> None:
         raise TimeoutError(f"{name} did not listen on {port}")
 
     try:
@@ -326,4 +323,53 @@ def test_a_server_that_never_comes_up_is_stopped_not_left_running(tmp_path):
         assert not session_processes(process.pid), "the server left processes of its session running"
     finally:  # when the guarantee breaks, the test does not leave the server running either
         for process in started:
+            cluster.stop(process)
+
+
+def test_a_server_that_exits_at_once_is_reported_at_once_with_its_own_words(tmp_path, monkeypatch):
+    """A server that stops before it listens (a port taken, a bad setting) fails its start within a moment,
+    not after the 30 s wait, and the error carries the server's last words and where its log is."""
+    server = tmp_path / "fake-redis"
+    server.write_text("#!/bin/sh\necho 'starting'\necho '# FATAL: the port is taken' >&2\nexit 3\n")
+    server.chmod(0o755)
+    monkeypatch.setattr(cluster, "_program", lambda name, *elsewhere: str(server))
+    started = time.monotonic()
+    with pytest.raises(cluster.ServerExited) as failure:
+        cluster.start_redis(tmp_path / "redis", cluster.free_port())
+    assert time.monotonic() - started < 10, "the start waited for a server that had already exited"
+    said = str(failure.value)
+    assert "redis-server exited with code 3 before it listened" in said
+    assert "starting / # FATAL: the port is taken" in said
+    assert str(tmp_path / "redis" / "redis.log") in said
+
+
+def test_a_profile_that_fails_to_start_leaves_nothing_running(tmp_path, monkeypatch, capsys):
+    """`cluster up` whose Postgres stops before it listens says so in one sentence, exits 1, and stops the
+    Redis it had already started: no half a profile left running, unowned."""
+    from retail_seg import cli
+
+    _require_servers()
+    redis: list[subprocess.Popen] = []
+    start_redis = cluster.start_redis
+
+    def recorded(folder: Path, port: int) -> subprocess.Popen:
+        redis.append(start_redis(folder, port))
+        return redis[-1]
+
+    def exits(folder: Path, port: int) -> subprocess.Popen:
+        raise cluster.ServerExited(f"postgres exited with code 1 before it listened on 127.0.0.1:{port}")
+
+    monkeypatch.setattr(cluster, "start_redis", recorded)
+    monkeypatch.setattr(cluster, "start_postgres", exits)
+    try:
+        code = cli.main(["cluster", "up", "--workers", "1", "--folder", str(tmp_path / "cluster")])
+        [process] = redis
+        assert code == cli.Exit.FAILED
+        said = capsys.readouterr().err
+        assert "the distributed profile did not start; nothing of it is running: postgres exited" in said
+        assert process.poll() is not None, "the Redis that did start was left running"
+        assert not session_processes(process.pid)
+        assert not (tmp_path / "cluster" / "pids").exists()
+    finally:
+        for process in redis:
             cluster.stop(process)
