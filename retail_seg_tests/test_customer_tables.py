@@ -236,6 +236,20 @@ def test_each_bad_row_of_a_customer_table_is_rejected_or_flagged_by_its_named_ru
     ]
 
 
+def test_a_row_whose_id_starts_with_a_hash_is_read_not_taken_for_a_comment(tmp_path):
+    """With these two rows DuckDB's sniffer takes '#' for a comment mark and would drop customer #B
+    without a word; every line of a table is a row, judged by the rules."""
+    mappings = tmp_path / "mappings"
+    mappings.mkdir()
+    (mappings / "rfm_table.toml").write_text(RFM_TABLE.replace("{as_of}", "2025-06-30"))
+    table = tmp_path / "crm.csv"
+    table.write_text(
+        "customer,days_since_last_order,orders,spend,age,tier\n#B,5,1,10,40,gold\n,5,1,10,40,gold\n"
+    )
+    outcome = _load(table, Lake(tmp_path / "warehouse.duckdb"), mappings, "crm@1")
+    assert (outcome.record.lines, outcome.record.clean, outcome.record.rejected) == (2, 1, 1)
+
+
 def test_a_newer_table_replaces_the_customers_it_lists_and_a_history_is_one_grain(tmp_path, conn):
     mappings = tmp_path / "mappings"
     mappings.mkdir()

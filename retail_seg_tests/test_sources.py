@@ -147,6 +147,23 @@ def test_a_quoted_line_break_loads(conn, tmp_path):
     assert raw["source_row"].tolist() == list(range(1, 24))
 
 
+def test_a_line_that_starts_with_a_hash_is_a_line_not_a_comment(conn, tmp_path):
+    """DuckDB's sniffer can take '#' for a comment mark when some lines start with it and others do not,
+    and then drops every such line without a word: here, every order named like Shopify's ("#1001")."""
+    path = tmp_path / "hashes.csv"
+    rows = [
+        ["#1001", "A1", "MUG", "2", "1.50", "2024-01-10 10:00:00", "c1", "United Kingdom"],
+        ["", "A2", "BOWL", "1", "3.00", "2024-01-10 10:00:00", "c1", "United Kingdom"],
+        ["#1002", "A1", "MUG", "1", "1.50", "2024-01-11 10:00:00", "c2", "United Kingdom"],
+        ["# not a comment", "A3", "JUG", "1", "4.00", "2024-01-12 10:00:00", "c3", "United Kingdom"],
+    ]
+    write_csv(path, list(CANONICAL_COLUMNS), rows)
+    loaded, raw = _raw(conn, path)
+    assert loaded.rows == 4
+    assert raw["invoice_no"].tolist() == ["#1001", None, "#1002", "# not a comment"]
+    assert raw["source_row"].tolist() == [1, 2, 3, 4]
+
+
 def test_a_five_megabyte_line_loads(conn, tmp_path):
     path = tmp_path / "long.csv"
     _canonical_csv(path, ["MUG", "x" * (5 * 1024 * 1024), "MUG"])

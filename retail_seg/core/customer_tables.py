@@ -54,7 +54,8 @@ def _reader(path: Path, delimiter: str | None) -> str:
     if path.suffix.lower() == ".parquet":
         return f"(SELECT * FROM read_parquet({quoted}))"
     options = f", delim = {literal(delimiter)}" if delimiter else ""
-    return f"read_csv({quoted}, header = true, all_varchar = true{options})"
+    # Every line is a row: no comment mark for the sniffer to guess (`sources._reader_sql`).
+    return f"read_csv({quoted}, header = true, all_varchar = true, comment = ''{options})"
 
 
 def recognise(

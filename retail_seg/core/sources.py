@@ -66,7 +66,9 @@ def _reader_sql(
     # staging rejects that one line instead of the sniffer misreading the whole file. DuckDB's fast
     # parallel reader cannot combine it with a line break inside quotes, nor read a line over 2 MB: the
     # careful reader (one thread) can, and is used only for a file the fast one refuses.
-    options = f"all_varchar = true, header = true, null_padding = true, encoding = '{encoding}'"
+    # comment = '': DuckDB's sniffer may take '#' for a comment mark and drop, without a word, every line
+    # that starts with it, as a Shopify export's order names all do ("#1001"). Every line is a line.
+    options = f"all_varchar = true, header = true, null_padding = true, comment = '', encoding = '{encoding}'"
     if delimiter:
         options += f", delim = {literal(delimiter)}"
     if careful:
