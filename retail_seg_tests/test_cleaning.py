@@ -27,6 +27,8 @@ ROWS = [
     canonical_row(invoice_no="1004", invoice_date="2031-05-01 10:00:00"),  # 14 after the run date
     canonical_row(invoice_no="1005", invoice_date="1899-12-31"),  # 15 before the earliest plausible date
     canonical_row(description="MUG  "),  # 16 the same line as 1, but for trailing spaces
+    canonical_row(invoice_no="", stock_code="B2"),  # 17 clean, no invoice number
+    canonical_row(invoice_no="   ", stock_code="B3"),  # 18 clean: blank is no number either
 ]
 RUN_DATE = dt.date(2025, 1, 1)
 EXPECTED_RULES = {
@@ -57,8 +59,10 @@ def _staged(conn, path):
 def test_each_bad_line_is_rejected_for_its_rule(conn, canonical_csv):
     result, clean, rejected = _staged(conn, canonical_csv(ROWS))
     assert dict(zip(rejected["source_row"], rejected["rule"], strict=True)) == EXPECTED_RULES
-    assert sorted(clean["source_row"]) == [1, 12, 13]
-    assert result.clean_rows == 3
+    assert sorted(clean["source_row"]) == [1, 12, 13, 17, 18]
+    assert result.clean_rows == 5
+    # Empty or blank, no number is the same no number: the two lines are one purchase, not two.
+    assert clean.set_index("source_row").loc[[17, 18], "invoice_no"].isna().all()
     assert result.rejected_by_rule["non_positive_unit_price"] == 2
     assert result.rejected_rows == len(EXPECTED_RULES)
 

@@ -149,6 +149,36 @@ def test_a_shopify_orders_export(conn, tmp_path):
     assert clean["customer_id"].iloc[0].startswith("h") and len(clean["customer_id"].iloc[0]) == 21
 
 
+def test_a_line_with_no_order_number_takes_no_order_s_values(conn, tmp_path):
+    """Order-level values are carried down within an order only. Line items with no order number (a blank
+    Name) belong to no order: none takes an order's or another such line's customer or date, so each is
+    judged on the values it had."""
+    first = {
+        "Email": "ann@example.com",
+        "Financial Status": "paid",
+        "Created at": "2025-10-07 09:50:26 +0200",
+    }
+    item = {
+        "Lineitem quantity": 1,
+        "Lineitem name": "Serum",
+        "Lineitem price": "19.00",
+        "Lineitem sku": "S-2",
+    }
+    rows = [
+        _shopify_row("#1001", item, {**first, "Currency": "EUR"}),
+        _shopify_row("", {**item, "Lineitem sku": "S-3"}, {"Email": "bo@example.com"}),
+        _shopify_row("  ", {**item, "Lineitem sku": "S-4"}),
+        _shopify_row("#1001", {**item, "Lineitem sku": "S-5"}),
+    ]
+    _, result, clean = _stage(conn, _write_dicts(tmp_path / "orders_export.csv", SHOPIFY_HEADER, rows))
+    assert result.rejected_by_rule == {"unparseable_invoice_date": 1, "missing_customer_id": 1}
+    assert clean["source_row"].tolist() == [1, 4]  # the order's own second line still takes its values
+    assert clean["customer_id"].nunique() == 1 and clean["invoice_date"].notna().all()
+    rejected = read_table(conn, REJECTED_ROWS).set_index("source_row")
+    assert rejected.loc[2, "customer_id"] is not None and rejected.loc[3, "customer_id"] is None
+    assert rejected.loc[[2, 3], "invoice_date"].isna().all()
+
+
 SQUARE_HEADER = [
     "Date",
     "Time",

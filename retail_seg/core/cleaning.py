@@ -47,9 +47,12 @@ def _gender_sql(column: str) -> str:
     return f"CASE {cases} END"
 
 
+# A line's invoice number; a blank one is no number, as an empty one is. Lines without one are not refused:
+# a customer's such lines are one invoice (`features._SUMS_SQL`).
+INVOICE_NO = "nullif(trim(invoice_no), '')"
 # What identifies an invoice line once typed: two lines equal in all of these are one line posted twice.
 LINE_KEY = (
-    "trim(invoice_no)",
+    INVOICE_NO,
     "trim(stock_code)",
     "trim(description)",
     "quantity_num",
@@ -262,7 +265,7 @@ def _clean_sql(mapping: Mapping) -> str:
     return f"""
     WITH {_typed_sql(mapping)}
     SELECT
-        trim(invoice_no) AS invoice_no,
+        {INVOICE_NO} AS invoice_no,
         trim(stock_code) AS stock_code,
         {_DESCRIPTION_SQL} AS description,
         {quantity} AS quantity,

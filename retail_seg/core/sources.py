@@ -391,10 +391,13 @@ def _lines_sql(
         lines = (
             f"SELECT * FROM {read.text}" if parquet else f"SELECT rowid + 1 AS source_row, * FROM {read.text}"
         )
-    # Order-level values an export writes on an order's first line only, carried to its other lines.
+    # Order-level values an export writes on an order's first line only, carried to its other lines. A line
+    # with no order number belongs to no order: it keeps its own, and takes none from another such line.
+    order = "nullif(trim(invoice_no), '')"
     filled = ", ".join(
-        f"coalesce(nullif(trim({c}), ''), last_value(nullif(trim({c}), '') IGNORE NULLS) OVER "
-        f"(PARTITION BY trim(invoice_no) ORDER BY source_row ROWS UNBOUNDED PRECEDING)) AS {c}"
+        f"CASE WHEN {order} IS NULL THEN nullif(trim({c}), '') ELSE coalesce(nullif(trim({c}), ''), "
+        f"last_value(nullif(trim({c}), '') IGNORE NULLS) OVER "
+        f"(PARTITION BY {order} ORDER BY source_row ROWS UNBOUNDED PRECEDING)) END AS {c}"
         for c in mapping.fill_down
     )
     replaced = f" REPLACE ({filled})" if filled else ""

@@ -51,7 +51,7 @@ def _spec(key: str, description: str) -> dg.AssetSpec:
         description=description,
         group_name="raw" if key == "raw_transactions" else "staging",
         kinds={"duckdb", "parquet"},
-        code_version="9",
+        code_version="10",
         owners=DATA_ENGINEERING,
         tags=layer_tags("raw" if key == "raw_transactions" else "staging", personal_data="demographics"),
         partitions_def=SOURCE_FILES,
