@@ -35,6 +35,14 @@ as_of = "{as_of}"
 """
 
 
+def _rfm_mappings(tmp_path, as_of: str = "2025-06-30"):
+    """A mappings folder holding the RFM customer table's mapping, measured as of `as_of`."""
+    mappings = tmp_path / "mappings"
+    mappings.mkdir()
+    (mappings / "rfm_table.toml").write_text(RFM_TABLE.replace("{as_of}", as_of))
+    return mappings
+
+
 def _segments(workdir) -> pd.DataFrame:
     rows = query(workdir, "SELECT customer_id, cluster, segment_id, k, method FROM marts.customer_segments")
     return pd.DataFrame(rows, columns=["customer_id", "cluster", "segment_id", "k", "method"])
@@ -141,9 +149,7 @@ def test_a_customer_table_made_from_a_transaction_run_gives_its_features_and_clu
         ),
         columns=["customer_id", "recency_days", "frequency", "monetary", "as_of"],
     )
-    mappings = tmp_path / "mappings"
-    mappings.mkdir()
-    (mappings / "rfm_table.toml").write_text(RFM_TABLE.replace("{as_of}", str(features["as_of"].iloc[0])))
+    mappings = _rfm_mappings(tmp_path, str(features["as_of"].iloc[0]))
     table = features.drop(columns="as_of").assign(age="", tier="")
     (tmp_path / "table").mkdir()
     _write_rfm_table(tmp_path / "table" / "customers.csv", table)
@@ -181,9 +187,7 @@ def _load(path, lake, mappings_folder, load_id):
 
 
 def test_each_bad_row_of_a_customer_table_is_rejected_or_flagged_by_its_named_rule(tmp_path):
-    mappings = tmp_path / "mappings"
-    mappings.mkdir()
-    (mappings / "rfm_table.toml").write_text(RFM_TABLE.replace("{as_of}", "2025-06-30"))
+    mappings = _rfm_mappings(tmp_path)
     table = tmp_path / "crm.csv"
     table.write_text(
         "customer,days_since_last_order,orders,spend,age,tier\n"
@@ -239,9 +243,7 @@ def test_each_bad_row_of_a_customer_table_is_rejected_or_flagged_by_its_named_ru
 def test_a_row_whose_id_starts_with_a_hash_is_read_not_taken_for_a_comment(tmp_path):
     """With these two rows DuckDB's sniffer takes '#' for a comment mark and would drop customer #B
     without a word; every line of a table is a row, judged by the rules."""
-    mappings = tmp_path / "mappings"
-    mappings.mkdir()
-    (mappings / "rfm_table.toml").write_text(RFM_TABLE.replace("{as_of}", "2025-06-30"))
+    mappings = _rfm_mappings(tmp_path)
     table = tmp_path / "crm.csv"
     table.write_text(
         "customer,days_since_last_order,orders,spend,age,tier\n#B,5,1,10,40,gold\n,5,1,10,40,gold\n"
@@ -251,9 +253,7 @@ def test_a_row_whose_id_starts_with_a_hash_is_read_not_taken_for_a_comment(tmp_p
 
 
 def test_a_newer_table_replaces_the_customers_it_lists_and_a_history_is_one_grain(tmp_path, conn):
-    mappings = tmp_path / "mappings"
-    mappings.mkdir()
-    (mappings / "rfm_table.toml").write_text(RFM_TABLE.replace("{as_of}", "2025-06-30"))
+    mappings = _rfm_mappings(tmp_path)
     header = "customer,days_since_last_order,orders,spend,age,tier\n"
     (tmp_path / "june.csv").write_text(header + "A,10,3,120,34,gold\nB,20,1,15,50,silver\n")
     (tmp_path / "july.csv").write_text(header + "A,2,4,160,34,gold\n")
