@@ -114,6 +114,27 @@ def test_unknown_header_names_file_columns_and_formats(conn, tmp_path):
     assert "uci_online_retail (InvoiceNo" in message and "canonical (invoice_no" in message
 
 
+def test_a_title_above_the_header_is_named_as_what_to_remove(conn, tmp_path):
+    """A report's title and date range above the header: the refusal says the header is further down and
+    what the file loads as once they go, without repeating what they say."""
+    path = tmp_path / "report.csv"
+    path.write_text(
+        "Sales report SECRET-CLIENT\nFrom 2024-01-01 to 2024-01-31\n\n"
+        + "\n".join(",".join(row) for row in [UCI_HEADER, *UCI_ROWS])
+        + "\n"
+    )
+    with pytest.raises(SourceFormatError) as error:
+        load_raw(conn, path, load_id="x")
+    message = str(error.value)
+    assert message == (
+        "report.csv: the header is below 2 other lines (a title or a note?); remove them and the file loads "
+        "as uci_online_retail"
+    )
+    path.write_text("\n".join(",".join(row) for row in [UCI_HEADER, *UCI_ROWS]) + "\n")
+    loaded, _ = _raw(conn, path)
+    assert loaded.format.name == "uci_online_retail" and loaded.rows == 2
+
+
 def test_missing_file_is_named(conn, tmp_path):
     with pytest.raises(SourceFormatError, match=r"nowhere\.csv: source file not found"):
         load_raw(conn, tmp_path / "nowhere.csv", load_id="x")

@@ -6,7 +6,7 @@ import errno
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +58,7 @@ MAX_LINE_BYTES = 64 * 1024 * 1024
 
 
 def _reader_sql(
-    path: Path, encoding: str = "utf-8", careful: bool = False, delimiter: str | None = None
+    path: Path, encoding: str = "utf-8", careful: bool = False, delimiter: str | None = None, skip: int = 0
 ) -> str:
     if path.suffix.lower() == ".parquet":
         return "read_parquet($path, file_row_number = true)"
@@ -73,6 +73,8 @@ def _reader_sql(
         options += f", delim = {literal(delimiter)}"
     if careful:
         options += f", parallel = false, max_line_size = {MAX_LINE_BYTES}"
+    if skip:
+        options += f", skip = {skip}"
     return f"read_csv($path, {options})"
 
 
@@ -344,7 +346,34 @@ def _recognised(
                 return (*detect_mapping(path.name, header, mappings), declared, header)
             except SourceFormatError:
                 continue
+        _refuse_header_below(
+            path.name,
+            mappings,
+            lambda skip: _header(conn, _reader_sql(readable, encoding, careful, skip=skip), readable),
+        )
         raise refusal from None
+
+
+# How far down a header is looked for when the first line is not one (a report's title, a date range).
+HEADER_SEARCH_LINES = 5
+
+
+def _refuse_header_below(
+    name: str, mappings: tuple[Mapping, ...], header_after: Callable[[int], list[str]]
+) -> None:
+    """Refuse, saying where, a file whose header a few lines down (`header_after(lines skipped)`) is a
+    known format's: those lines are a title or a note, not data, and the file loads once they are removed.
+    What they say is not repeated."""
+    for skipped in range(1, HEADER_SEARCH_LINES + 1):
+        try:
+            mapping, _ = detect_mapping(name, _without_row_number(header_after(skipped)), mappings)
+        except (SourceFormatError, duckdb.Error):
+            continue
+        others = "another line" if skipped == 1 else f"{skipped} other lines"
+        raise SourceFormatError(
+            f"{name}: the header is below {others} (a title or a note?); remove "
+            f"{'it' if skipped == 1 else 'them'} and the file loads as {mapping.name}"
+        )
 
 
 def _without_row_number(header: list[str]) -> list[str]:
