@@ -133,6 +133,42 @@ def test_a_repeated_line_without_an_invoice_number_is_a_repeat_too(tmp_path, war
     assert nightly == _from_scratch(tmp_path, warehouse)
 
 
+def _as_staged_before_blank_numbers_were_none(lake: Lake, record) -> None:
+    """Rewrite a load's lines and invoice sums as a release before this one stored them: a number-less
+    line's invoice number as '' rather than NULL (what a blank number became)."""
+    with duckdb.connect() as conn:
+        for path in (lake.files(record)[0], lake.invoices(record)):
+            old = path.with_suffix(".old.parquet")
+            conn.execute(
+                "COPY (SELECT * REPLACE (coalesce(invoice_no, '') AS invoice_no) "
+                f"FROM read_parquet('{path}')) TO '{old}' (FORMAT parquet)"
+            )
+            old.replace(path)
+
+
+def test_a_number_less_line_staged_by_an_earlier_release_is_still_no_number(tmp_path, warehouse):
+    """A load staged before blank invoice numbers were made NULL keeps '' in its files. The history reads
+    that as no number, so a later file's copy of its number-less line is still the repeat it is, and the
+    customer's number-less lines stay one invoice."""
+    blank = canonical_row(
+        invoice_no="", stock_code="Z9", customer_id="c1", invoice_date="2024-01-05 10:00:00"
+    )
+    lake = Lake(warehouse)
+    with duckdb.connect(str(warehouse)) as conn:
+        january = _load(tmp_path, warehouse, "jan.csv", [*_month(1), blank])
+        _as_staged_before_blank_numbers_were_none(lake, january.record)
+        _nightly(conn, warehouse, "r1")
+        _load(tmp_path, warehouse, "feb.csv", [*_month(2), blank])
+        assert _nightly(conn, warehouse, "r2").duplicates == 1
+        assert _verdicts(conn) == [("feb.csv", 37, "duplicate_line")]
+        [(frequency,)] = conn.execute(
+            f"SELECT frequency FROM {CUSTOMER_FEATURES} WHERE customer_id = 'c1'"
+        ).fetchall()
+        nightly = _published(conn)
+    assert frequency == 3  # January's invoice, February's, and the number-less one
+    assert nightly == _from_scratch(tmp_path, warehouse)
+
+
 def test_a_later_file_that_moves_a_products_median_is_judged_whole(tmp_path, warehouse):
     """Medians move with every load. A line that was absurd, and so not counted as the repeat it also is,
     can stop being absurd when later files carry larger quantities of its product: the previous verdicts

@@ -31,6 +31,12 @@ ENGINEERED_COLUMNS = (
 )
 
 
+# A stored invoice number as the history reads it. Loads staged before a blank number was made no number
+# (NULL, `cleaning.INVOICE_NO`) stored it as '': read so, one customer's number-less lines stay one invoice
+# whichever release staged them, and a repeat across such loads is still a repeat.
+STORED_INVOICE_NO = "nullif(invoice_no, '')"
+
+
 def invoices_sql(lines: str) -> str:
     """The lines of `lines` (staging's columns) summed per customer, invoice and date: the grain the
     features start from. Sums are exact and add up across loads, so a load's sums are kept with it and a
@@ -249,9 +255,10 @@ def _add_loads(conn: duckdb.DuckDBPyConnection, invoices: str, added: list[str])
             conn.execute(f"DROP TABLE IF EXISTS {temporary}")
 
 
-# The code that sums and adds, in every load's fingerprint: sums kept by an earlier release that summed or
-# added otherwise are summed again, not added to. (A change of a comment in it costs one full sum.)
-_SUMMING_CODE = _SUMS_SQL + _ADDED_SQL + inspect.getsource(_add_loads)
+# The code that sums and adds, and how a load's stored invoice numbers are read, in every load's
+# fingerprint: sums kept by an earlier release that summed, added or read otherwise are summed again, not
+# added to. (A change of a comment in it costs one full sum.)
+_SUMMING_CODE = _SUMS_SQL + _ADDED_SQL + inspect.getsource(_add_loads) + STORED_INVOICE_NO
 _SUMMED_BY = hashlib.sha256(_SUMMING_CODE.encode()).hexdigest()[:16]
 
 

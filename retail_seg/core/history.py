@@ -16,7 +16,7 @@ import duckdb
 
 from retail_seg.core.cleaning import lines_sharing_a_key_hash_sql
 from retail_seg.core.customer_tables import FLAGS, TABLE_ROWS, build_customer_table
-from retail_seg.core.features import invoices_sql
+from retail_seg.core.features import STORED_INVOICE_NO, invoices_sql
 from retail_seg.core.lake import Lake, LoadRecord
 from retail_seg.core.mappings import CANONICAL as RAW_COLUMNS
 from retail_seg.core.mappings import LINE_COLUMNS
@@ -232,9 +232,17 @@ def _record_events(conn: duckdb.DuckDBPyConnection, run_id: str, events: list[Lo
         )
 
 
+def _stored(files: list[str], options: str = "") -> str:
+    """Lines or invoice sums from their Parquet files, their invoice numbers read as the history reads them
+    (`features.STORED_INVOICE_NO`)."""
+    return (
+        f"(SELECT * REPLACE ({STORED_INVOICE_NO} AS invoice_no) FROM read_parquet({_files(files)}{options}))"
+    )
+
+
 def _lines(lake: Lake, loads: list[LoadRecord]) -> str:
     """The clean lines of `loads`, read from their files."""
-    return f"read_parquet({_files([str(lake.files(r)[0]) for r in loads])}, union_by_name = true)"
+    return _stored([str(lake.files(r)[0]) for r in loads], ", union_by_name = true")
 
 
 def _typical_quantities_sql(quantities: list[str]) -> str:
@@ -356,7 +364,7 @@ def _holding_invoices_of(
         return old
     sums = {str(lake.invoices(r)): r for r in old}
     held = conn.execute(
-        f"""SELECT DISTINCT o.filename FROM read_parquet({_files(list(sums))}, filename = true) o
+        f"""SELECT DISTINCT o.filename FROM {_stored(list(sums), ", filename = true")} o
             SEMI JOIN (SELECT DISTINCT invoice_no FROM {_lines(lake, new)}) a
               ON o.invoice_no IS NOT DISTINCT FROM a.invoice_no"""
     ).fetchall()
@@ -407,7 +415,7 @@ def _invoices_view(conn: duckdb.DuckDBPyConnection, lake: Lake, loads: list[Load
     }
     kept = [str(lake.invoices(r)) for r in loads if r.load_id not in touched and lake.invoices(r).exists()]
     summed = [r for r in loads if str(lake.invoices(r)) not in kept]
-    parts = [f"SELECT * FROM read_parquet({_files(kept)})"] if kept else []
+    parts = [f"SELECT * FROM {_stored(kept)}"] if kept else []
     if summed:
         lines = (
             f"(SELECT l.* FROM {_lines(lake, summed)} l "
