@@ -396,7 +396,8 @@ def _cluster(args: argparse.Namespace) -> int:
         return Exit.OK
     try:
         servers = cluster.up(folder, args.workers)
-    except (cluster.ServerMissing, cluster.ServerExited, TimeoutError) as error:
+    # A server or initdb that stopped, a wait that gave up (TimeoutError is an OSError), no `postgres` user.
+    except (cluster.ServerMissing, cluster.ServerExited, OSError, LookupError) as error:
         print(f"the distributed profile did not start; nothing of it is running: {error}", file=sys.stderr)
         return Exit.FAILED
     print(

@@ -10,6 +10,7 @@ the `postgres` user, who runs it.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -53,25 +54,67 @@ class ServerExited(RuntimeError):
     """A server stopped before it listened: its own last words say why (a port taken, a bad setting)."""
 
 
-def _last_words(log: Path, lines: int = 3) -> str:
-    said = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
-    return " / ".join(line.strip() for line in said[-lines:]) or "(it wrote nothing)"
+@dataclass(frozen=True)
+class _Started:
+    """A server process just started, with where it writes and how much was written there before it."""
 
+    process: subprocess.Popen
+    what: str
+    log: Path
+    since: int
 
-def _wait_for_port(process: subprocess.Popen, port: int, what: str, log: Path, timeout: float = 30.0) -> None:
-    """Until `process` listens on `port`; at once, with the end of its `log`, if it exits first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ServerExited(
-                f"{what} exited with code {process.returncode} before it listened on 127.0.0.1:{port}: "
-                f"{_last_words(log)} (log: {log})"
+    @classmethod
+    def launch(cls, what: str, command: list[str], log: Path) -> _Started:
+        """Start `command` in a session of its own, its output appended to `log`."""
+        since = log.stat().st_size if log.exists() else 0
+        with log.open("ab") as output:
+            process = subprocess.Popen(
+                command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
             )
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f} s (log: {log})")
+        return cls(process, what, log, since)
+
+    def last_words(self, lines: int = 3) -> str:
+        """The last lines this process wrote (not an earlier run's, in the same log)."""
+        with self.log.open("rb") as handle:
+            handle.seek(self.since)
+            said = handle.read().decode(errors="replace").strip().splitlines()
+        return " / ".join(line.strip() for line in said[-lines:]) or "(it wrote nothing)"
+
+    def listening(self, port: int, ours: Callable[[], bool], timeout: float = 30.0) -> subprocess.Popen:
+        """The process once `port` answers and `ours()` says it is this process that answers there (a
+        port another program took answers too); at once, with its last words, if it exits first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServerExited(
+                    f"{self.what} exited with code {self.process.returncode} before it listened on "
+                    f"127.0.0.1:{port}: {self.last_words()} (log: {self.log})"
+                )
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0 and ours():
+                    return self.process
+            time.sleep(0.1)
+        raise TimeoutError(
+            f"{self.what} did not listen on 127.0.0.1:{port} within {timeout:.0f} s (log: {self.log})"
+        )
+
+
+def _redis_process_id(port: int) -> int | None:
+    """The process id the Redis answering on `port` reports (`INFO server`); None when what answers is not
+    a Redis."""
+    said = b""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as connection:
+            connection.sendall(b"INFO server\r\n")
+            while not re.search(rb"process_id:\d+\r\n", said):
+                chunk = connection.recv(4096)
+                if not chunk:
+                    break
+                said += chunk
+    except OSError:
+        return None
+    found = re.search(rb"process_id:(\d+)\r\n", said)
+    return int(found.group(1)) if found else None
 
 
 def _as_postgres(command: list[str]) -> list[str]:
@@ -108,10 +151,10 @@ def start_redis(folder: Path, port: int) -> subprocess.Popen:
     folder.mkdir(parents=True, exist_ok=True)
     command = [_program("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
     command += ["--appendonly", "no", "--dir", str(folder)]
-    log = folder / "redis.log"
-    with log.open("ab") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
-    return _ready(process, lambda: _wait_for_port(process, port, "redis-server", log))
+    started = _Started.launch("redis-server", command, folder / "redis.log")
+    return _ready(
+        started, lambda: started.listening(port, lambda: _redis_process_id(port) == started.process.pid)
+    )
 
 
 def start_postgres(folder: Path, port: int) -> subprocess.Popen:
@@ -122,25 +165,25 @@ def start_postgres(folder: Path, port: int) -> subprocess.Popen:
         if os.geteuid() == 0:
             shutil.chown(folder, "postgres")
         initdb = [postgres_bin("initdb"), "-D", str(data), "-U", POSTGRES_USER, "-A", "trust", "-E", "UTF8"]
-        subprocess.run(_as_postgres(initdb), check=True, capture_output=True)
-    log = folder / "postgres.log"
+        made = subprocess.run(_as_postgres(initdb), capture_output=True, text=True)
+        if made.returncode != 0:
+            said = " / ".join((made.stderr or made.stdout).strip().splitlines()[-3:])
+            raise ServerExited(f"initdb exited with code {made.returncode} making {data}: {said}")
     command = [postgres_bin("postgres"), "-D", str(data), "-p", str(port), "-k", str(folder)]
     command += ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=on"]
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            _as_postgres(command), stdout=output, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    return _ready(process, lambda: _wait_for_port(process, port, "postgres", log))
+    started = _Started.launch("postgres", _as_postgres(command), folder / "postgres.log")
+    # Its own socket in its own folder: the one answering on the port is this Postgres, not another's.
+    socket_file = folder / f".s.PGSQL.{port}"
+    return _ready(started, lambda: started.listening(port, socket_file.exists))
 
 
-def _ready(process: subprocess.Popen, wait: Callable[[], None]) -> subprocess.Popen:
-    """`process` once `wait` returns; stopped, not left running unowned, when waiting for it fails."""
+def _ready(started: _Started, wait: Callable[[], subprocess.Popen]) -> subprocess.Popen:
+    """The process once `wait` returns it; stopped, not left running unowned, when waiting for it fails."""
     try:
-        wait()
+        return wait()
     except BaseException:
-        stop(process)
+        stop(started.process)
         raise
-    return process
 
 
 def start_worker(environment: dict[str, str], name: str, log: Path) -> subprocess.Popen:
@@ -162,10 +205,10 @@ def start_worker(environment: dict[str, str], name: str, log: Path) -> subproces
         "--loglevel",
         "INFO",
     ]
-    handle = log.open("ab")
-    return subprocess.Popen(
-        command, env=environment, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            command, env=environment, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def wait_for_workers(environment: dict[str, str], names: list[str], timeout: float = 60.0) -> None:
@@ -226,7 +269,7 @@ class _gone:
 def up(folder: Path, workers: int) -> Servers:
     """Start Redis, Postgres and `workers` Celery workers; write `folder/env` with the profile's settings.
     Each process is recorded in `folder/pids` as it starts, so `down` stops whatever did start; when one
-    fails to start, `up` itself does."""
+    fails to start, `up` itself stops what it started (and only that: `pids` may list another profile's)."""
     folder = folder.absolute()
     instance_home(folder)
     pids = folder / "pids"
@@ -247,12 +290,27 @@ def up(folder: Path, workers: int) -> Servers:
         for name in names:
             started(name, start_worker(environment, name, folder / f"{name}.log"))
         wait_for_workers(environment, names)
-    except BaseException:  # half a profile is no use: what did start is stopped, not left running unowned
-        down(folder)
+    except BaseException:  # half a profile is no use: what this call started is stopped, and only that
+        for process in reversed(processes.values()):
+            stop(process)
+        _forget(pids, [process.pid for process in processes.values()])
         raise
     lines = [f"export {key}={shlex.quote(value)}" for key, value in servers.environment().items()]
     (folder / "env").write_text("\n".join(lines) + "\n")
     return servers
+
+
+def _forget(pids: Path, stopped: list[int]) -> None:
+    """`pids` without the processes `stopped`; gone when nothing is left in it."""
+    if not pids.exists():
+        return
+    kept = [
+        line for line in pids.read_text().splitlines() if line.strip() and int(line.split()[1]) not in stopped
+    ]
+    if kept:
+        pids.write_text("\n".join(kept) + "\n")
+    else:
+        pids.unlink()
 
 
 def down(folder: Path, timeout: float = 30.0) -> list[str]:

@@ -12,6 +12,7 @@ import csv
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -309,13 +310,13 @@ def test_a_server_that_never_comes_up_is_stopped_not_left_running(tmp_path):
         started.append(popen(*args, **kwargs))
         return started[-1]
 
-    def never(process, port: int, name: str, log) -> None:
-        raise TimeoutError(f"{name} did not listen on {port}")
+    def never(self, port: int, ours, timeout: float = 30.0) -> subprocess.Popen:
+        raise TimeoutError(f"{self.what} did not listen on {port}")
 
     try:
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(cluster.subprocess, "Popen", recorded)
-            patch.setattr(cluster, "_wait_for_port", never)
+            patch.setattr(cluster._Started, "listening", never)
             with pytest.raises(TimeoutError, match="redis-server did not listen"):
                 cluster.start_redis(tmp_path / "redis", cluster.free_port())
         [process] = started
@@ -333,22 +334,48 @@ def test_a_server_that_exits_at_once_is_reported_at_once_with_its_own_words(tmp_
     server.write_text("#!/bin/sh\necho 'starting'\necho '# FATAL: the port is taken' >&2\nexit 3\n")
     server.chmod(0o755)
     monkeypatch.setattr(cluster, "_program", lambda name, *elsewhere: str(server))
+    (tmp_path / "redis").mkdir()
+    (tmp_path / "redis" / "redis.log").write_text("what an earlier run said\n")  # not this run's words
     started = time.monotonic()
     with pytest.raises(cluster.ServerExited) as failure:
         cluster.start_redis(tmp_path / "redis", cluster.free_port())
     assert time.monotonic() - started < 10, "the start waited for a server that had already exited"
     said = str(failure.value)
-    assert "redis-server exited with code 3 before it listened" in said
-    assert "starting / # FATAL: the port is taken" in said
+    assert "redis-server exited with code 3 before it listened on 127.0.0.1:" in said
+    assert ": starting / # FATAL: the port is taken (log: " in said
     assert str(tmp_path / "redis" / "redis.log") in said
+
+
+def test_a_port_another_program_answers_on_is_not_taken_for_the_server(tmp_path):
+    """Something else already listens on the port: the Redis started there cannot bind and exits, and its
+    start says so with Redis' own words, rather than taking the other program's answer for Redis'."""
+    _require_servers()
+    returned: list[subprocess.Popen] = []
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        try:
+            with pytest.raises(cluster.ServerExited) as failure:
+                returned.append(cluster.start_redis(tmp_path / "redis", port))
+        finally:  # when the guarantee breaks, the Redis taken for ready is not left running
+            for process in returned:
+                cluster.stop(process)
+    said = str(failure.value)
+    assert f"redis-server exited with code 1 before it listened on 127.0.0.1:{port}" in said
+    assert "Address already in use" in said
 
 
 def test_a_profile_that_fails_to_start_leaves_nothing_running(tmp_path, monkeypatch, capsys):
     """`cluster up` whose Postgres stops before it listens says so in one sentence, exits 1, and stops the
-    Redis it had already started: no half a profile left running, unowned."""
+    Redis it had already started: no half a profile left running, unowned. What it did not start, listed in
+    the same `pids` (another profile's, a previous boot's), it leaves alone."""
     from retail_seg import cli
 
     _require_servers()
+    bystander = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    (tmp_path / "cluster").mkdir()
+    (tmp_path / "cluster" / "pids").write_text(f"worker1 {bystander.pid}\n")
     redis: list[subprocess.Popen] = []
     start_redis = cluster.start_redis
 
@@ -369,7 +396,8 @@ def test_a_profile_that_fails_to_start_leaves_nothing_running(tmp_path, monkeypa
         assert "the distributed profile did not start; nothing of it is running: postgres exited" in said
         assert process.poll() is not None, "the Redis that did start was left running"
         assert not session_processes(process.pid)
-        assert not (tmp_path / "cluster" / "pids").exists()
+        assert bystander.poll() is None, "a process this call did not start was stopped"
+        assert (tmp_path / "cluster" / "pids").read_text() == f"worker1 {bystander.pid}\n"
     finally:
-        for process in redis:
+        for process in [*redis, bystander]:
             cluster.stop(process)
