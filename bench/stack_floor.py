@@ -5,6 +5,10 @@ loads (the project's definitions, hence Dagster, DuckDB, pandas, scikit-learn, S
 Great Expectations with its context), executed in process on the instance in $DAGSTER_HOME. What is left
 is what the stack costs a run before any work: imports, the instance, and Dagster running the steps and
 recording their events. bench/run.py times this process whole, as it times the pipeline.
+
+It leaves out what a real run also pays around its steps, so it is a floor, not an estimate: no
+resources are set up (warehouse, source, rules), no run config (its logs at Dagster's default level), no
+concurrency pools claimed, no dead runs looked for.
 """
 
 import dagster as dg
