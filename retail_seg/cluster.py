@@ -80,6 +80,15 @@ class _Started:
             said = handle.read().decode(errors="replace").strip().splitlines()
         return " / ".join(line.strip() for line in said[-lines:]) or "(it wrote nothing)"
 
+    def ready(self, port: int, ours: Callable[[], bool]) -> subprocess.Popen:
+        """The process once it listens (`listening`); stopped, not left running unowned, when waiting for
+        it fails."""
+        try:
+            return self.listening(port, ours)
+        except BaseException:
+            stop(self.process)
+            raise
+
     def listening(self, port: int, ours: Callable[[], bool], timeout: float = 30.0) -> subprocess.Popen:
         """The process once `port` answers and `ours()` says it is this process that answers there (a
         port another program took answers too); at once, with its last words, if it exits first."""
@@ -152,9 +161,7 @@ def start_redis(folder: Path, port: int) -> subprocess.Popen:
     command = [_program("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
     command += ["--appendonly", "no", "--dir", str(folder)]
     started = _Started.launch("redis-server", command, folder / "redis.log")
-    return _ready(
-        started, lambda: started.listening(port, lambda: _redis_process_id(port) == started.process.pid)
-    )
+    return started.ready(port, lambda: _redis_process_id(port) == started.process.pid)
 
 
 def start_postgres(folder: Path, port: int) -> subprocess.Popen:
@@ -174,16 +181,7 @@ def start_postgres(folder: Path, port: int) -> subprocess.Popen:
     started = _Started.launch("postgres", _as_postgres(command), folder / "postgres.log")
     # Its own socket in its own folder: the one answering on the port is this Postgres, not another's.
     socket_file = folder / f".s.PGSQL.{port}"
-    return _ready(started, lambda: started.listening(port, socket_file.exists))
-
-
-def _ready(started: _Started, wait: Callable[[], subprocess.Popen]) -> subprocess.Popen:
-    """The process once `wait` returns it; stopped, not left running unowned, when waiting for it fails."""
-    try:
-        return wait()
-    except BaseException:
-        stop(started.process)
-        raise
+    return started.ready(port, socket_file.exists)
 
 
 def start_worker(environment: dict[str, str], name: str, log: Path) -> subprocess.Popen:

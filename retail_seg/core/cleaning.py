@@ -11,7 +11,7 @@ import duckdb
 
 from retail_seg.core.mappings import CANONICAL as RAW_COLUMNS
 from retail_seg.core.mappings import Mapping, load_mappings
-from retail_seg.core.parsing import is_return_sql, mapping_parameters
+from retail_seg.core.parsing import INVOICE_NO, is_return_sql, mapping_parameters
 from retail_seg.core.tables import CUSTOMERS, RAW_TRANSACTIONS, REJECTED_ROWS, STAGING_TRANSACTIONS
 from retail_seg.core.warehouse import bound, build_candidate, row_count, write_candidate
 
@@ -47,9 +47,8 @@ def _gender_sql(column: str) -> str:
     return f"CASE {cases} END"
 
 
-# A line's invoice number; a blank one is no number, as an empty one is. Lines without one are not refused:
-# a customer's such lines are one invoice (`features._SUMS_SQL`).
-INVOICE_NO = "nullif(trim(invoice_no), '')"
+# Lines without an invoice number (`parsing.INVOICE_NO`) are not refused: a customer's such lines are one
+# invoice (`features._SUMS_SQL`).
 # What identifies an invoice line once typed: two lines equal in all of these are one line posted twice.
 LINE_KEY = (
     INVOICE_NO,

@@ -32,7 +32,7 @@ ENGINEERED_COLUMNS = (
 
 
 # A stored invoice number as the history reads it. Loads staged before a blank number was made no number
-# (NULL, `cleaning.INVOICE_NO`) stored it as '': read so, one customer's number-less lines stay one invoice
+# (NULL, `parsing.INVOICE_NO`) stored it as '': read so, one customer's number-less lines stay one invoice
 # whichever release staged them, and a repeat across such loads is still a repeat.
 STORED_INVOICE_NO = "nullif(invoice_no, '')"
 

@@ -12,6 +12,9 @@ import re
 from retail_seg.core.mappings import Mapping
 
 # Dates as exports without a declared format write them; ISO is tried first by a plain cast.
+# A line's invoice (order) number from its text; a blank one is no number, as an empty one is.
+INVOICE_NO = "nullif(trim(invoice_no), '')"
+
 DEFAULT_DATE_FORMATS = ("%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%m/%d/%Y")
 
 

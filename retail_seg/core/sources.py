@@ -22,7 +22,7 @@ from retail_seg.core.mappings import (
     detect_mapping,
     load_mappings,
 )
-from retail_seg.core.parsing import hashed_key_sql, literal, parsed_sql
+from retail_seg.core.parsing import INVOICE_NO, hashed_key_sql, literal, parsed_sql
 from retail_seg.core.tables import RAW_LOADS, RAW_TRANSACTIONS
 from retail_seg.core.warehouse import build_candidate, drop, ensure_schemas, row_count
 
@@ -422,11 +422,10 @@ def _lines_sql(
         )
     # Order-level values an export writes on an order's first line only, carried to its other lines. A line
     # with no order number belongs to no order: it keeps its own, and takes none from another such line.
-    order = "nullif(trim(invoice_no), '')"
     filled = ", ".join(
-        f"CASE WHEN {order} IS NULL THEN nullif(trim({c}), '') ELSE coalesce(nullif(trim({c}), ''), "
+        f"CASE WHEN {INVOICE_NO} IS NULL THEN nullif(trim({c}), '') ELSE coalesce(nullif(trim({c}), ''), "
         f"last_value(nullif(trim({c}), '') IGNORE NULLS) OVER "
-        f"(PARTITION BY {order} ORDER BY source_row ROWS UNBOUNDED PRECEDING)) END AS {c}"
+        f"(PARTITION BY {INVOICE_NO} ORDER BY source_row ROWS UNBOUNDED PRECEDING)) END AS {c}"
         for c in mapping.fill_down
     )
     replaced = f" REPLACE ({filled})" if filled else ""
